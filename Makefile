@@ -1,0 +1,51 @@
+# Two commands: `make run` (set up and run the whole stack) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+GEN := build/gen
+PROTOS := $(shell find protos -name '*.proto' | sort)
+
+.PHONY: install generate run test unit integration lint bench bench-quick clean
+
+install: $(VENV)/.installed
+generate: $(GEN)/.stamp
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# Python stubs and the descriptor set Envoy transcodes with, into a git-ignored directory;
+# a .pth file puts them on the venv's import path.
+$(GEN)/.stamp: $(PROTOS) $(VENV)/.installed
+	rm -rf $(GEN) && mkdir -p $(GEN)
+	SITE=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+	$(PY) -m grpc_tools.protoc -Iprotos -I$$SITE -I$$SITE/grpc_tools/_proto \
+		--python_out=$(GEN) --grpc_python_out=$(GEN) --pyi_out=$(GEN) \
+		--include_imports --include_source_info --descriptor_set_out=$(GEN)/marquee.pb \
+		$(PROTOS) && \
+	echo "$(abspath $(GEN))" > $$SITE/marquee-generated.pth
+	touch $@
+
+run: generate
+	$(PY) -m devstack
+
+lint: generate
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy services devstack gateway tests bench
+
+unit: generate
+	$(PY) -m pytest tests/unit
+
+test: generate lint
+	$(PY) -m pytest
+
+bench: generate
+	$(PY) -m bench --tiers full
+
+bench-quick: generate
+	$(PY) -m bench --tiers quick
+
+clean:
+	rm -rf build $(VENV)

@@ -1,0 +1,79 @@
+"""`make run`: start the whole stack, print where everything listens, stop it on Ctrl-C/SIGTERM.
+
+Ports come from the environment (GATEWAY_PORT=8000, GATEWAY_ADMIN_PORT=9901, AUTH_ADDR ...,
+MONGO_PORT=27017, REDIS_PORT=6379 for the embedded stand-ins).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from devstack.stack import Stack, port_is_free
+
+
+def _port(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _addr_port(name: str, default: int) -> int:
+    addr = os.environ.get(name, "")
+    return int(addr.rpartition(":")[2]) if addr else default
+
+
+def main() -> None:
+    ports = {
+        "gateway": _port("GATEWAY_PORT", 8000),
+        "gateway_admin": _port("GATEWAY_ADMIN_PORT", 9901),
+        "auth": _addr_port("AUTH_ADDR", 50051),
+        "upload": _addr_port("UPLOAD_ADDR", 50052),
+        "task": _addr_port("TASK_ADDR", 50053),
+        "catalog": _addr_port("CATALOG_ADDR", 50054),
+        "mongo": _port("MONGO_PORT", 27017),
+        "redis": _port("REDIS_PORT", 6379),
+    }
+    needed = dict(ports)
+    if os.environ.get("MONGO_URI"):
+        needed.pop("mongo")
+    if os.environ.get("REDIS_URL"):
+        needed.pop("redis")
+    taken = [f"{name} ({port})" for name, port in needed.items() if not port_is_free(port)]
+    if taken:
+        sys.exit("ports already in use: " + ", ".join(taken) +
+                 ". Stop what uses them or set other ports (see README, Settings).")
+    stack = Stack(Path(os.environ.get("MARQUEE_DATA_DIR", ".marquee")), ports=ports)
+    stopped = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.start()
+    except RuntimeError as exc:
+        sys.exit(f"stack failed to start: {exc}")
+    mongo = "embedded SecantusDB at " + stack.env["MONGO_URI"] if stack.embedded_mongo \
+        else stack.env["MONGO_URI"]
+    redis = "embedded valkey at " + stack.env["REDIS_URL"] if stack.embedded_redis \
+        else stack.env["REDIS_URL"]
+    stack.log("stack", "\n".join([
+        "Marquee is up.",
+        f"  REST + gRPC gateway  {stack.gateway_url}  (Envoy admin :{ports['gateway_admin']})",
+        *(f"  {svc:<7} gRPC        {stack.env[svc.upper() + '_ADDR']}"
+          for svc in ("auth", "upload", "task", "catalog")),
+        f"  database            {mongo}",
+        f"  broker              {redis}",
+        f"  data                {stack.data_dir}",
+        "Ctrl-C stops everything.",
+    ]))
+    stopped.wait()
+    stack.log("stack", "stopping")
+    stack.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+"""The whole local stack as supervised processes: the embedded database and broker (unless
+MONGO_URI / REDIS_URL point elsewhere), the four services, a Celery worker and Envoy.
+
+Each process runs in its own session so that stopping it stops its children too; a process
+that dies unexpectedly is restarted, as a container restart policy would, and the restart is
+logged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from devstack import binaries
+from gateway.render import render
+from services.common.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no conflict
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float, proc: Proc | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.popen is not None and proc.popen.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.popen.returncode} while starting;"
+                               f" see its log")
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not become ready within {timeout:.0f}s")
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    ready: Callable[[], bool]
+    ready_timeout: float = 60.0
+    stop_timeout: float = 15.0
+    popen: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    marker_seen: threading.Event = field(default_factory=threading.Event)
+
+
+class Stack:
+    """Starts, watches and stops the stack. `log_to` None prefixes lines on stdout; a directory
+    writes one log file per process instead (tests)."""
+
+    def __init__(self, data_dir: Path, *, ports: dict[str, int], log_to: Path | None = None,
+                 extra_env: dict[str, str] | None = None, restart: bool = True) -> None:
+        self.data_dir = data_dir.resolve()
+        self.ports = ports
+        self.log_to = log_to
+        self.restart = restart
+        self.procs: dict[str, Proc] = {}
+        self._stopping = threading.Event()
+        self._print_lock = threading.Lock()
+        base = {**os.environ, **(extra_env or {})}
+        base["MARQUEE_DATA_DIR"] = str(self.data_dir)
+        base.setdefault("PYTHONUNBUFFERED", "1")
+        self.embedded_mongo = not base.get("MONGO_URI")
+        self.embedded_redis = not base.get("REDIS_URL")
+        if self.embedded_mongo:
+            base["MONGO_URI"] = (f"mongodb://127.0.0.1:{ports['mongo']}/?directConnection=true")
+        if self.embedded_redis:
+            base["REDIS_URL"] = f"redis://127.0.0.1:{ports['redis']}/0"
+        for svc in ("auth", "upload", "task", "catalog"):
+            base[f"{svc.upper()}_ADDR"] = f"127.0.0.1:{ports[svc]}"
+        base["GATEWAY_HOST"] = base.get("GATEWAY_HOST", "127.0.0.1")
+        base["GATEWAY_PORT"] = str(ports["gateway"])
+        base["GATEWAY_ADMIN_PORT"] = str(ports["gateway_admin"])
+        base["DESCRIPTOR_SET"] = str(ROOT / "build" / "gen" / "marquee.pb")
+        self.env = base
+        self.settings = _settings_from(base)
+        self.gateway_url = f"http://127.0.0.1:{ports['gateway']}"
+
+    # --- process definitions -------------------------------------------------------------
+
+    def _define(self) -> list[Proc]:
+        env, d = self.env, self.data_dir
+        procs: list[Proc] = []
+        if self.embedded_mongo:
+            (d / "mongo").mkdir(parents=True, exist_ok=True)
+            procs.append(Proc("mongo", [
+                binaries.secantusd(), "--host", "127.0.0.1", "--port", str(self.ports["mongo"]),
+                "--storage-path", str(d / "mongo"), "--log-level", "WARNING",
+                "--oplog-max-entries", "2000000",
+            ], env, self._mongo_ready, ready_timeout=60))
+        if self.embedded_redis:
+            (d / "redis").mkdir(parents=True, exist_ok=True)
+            procs.append(Proc("redis", [
+                binaries.valkey_server(), "--port", str(self.ports["redis"]),
+                "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+                "--dir", str(d / "redis"), "--loglevel", "warning",
+            ], env, self._redis_ready, ready_timeout=20))
+        for svc in ("auth", "task", "upload", "catalog"):
+            addr = env[f"{svc.upper()}_ADDR"]
+            procs.append(Proc(svc, [sys.executable, "-m", f"services.{svc}"], env,
+                              self._grpc_ready(addr)))
+        worker = Proc("worker", [sys.executable, "-m", "services.worker"], env, lambda: False,
+                      ready_timeout=60, stop_timeout=30)
+        worker.ready = worker.marker_seen.is_set
+        procs.append(worker)
+        config = d / "envoy.yaml"
+        procs.append(Proc("envoy", [
+            binaries.envoy(), "-c", str(config), "--disable-hot-restart", "--log-level", "warn",
+        ], env, self._gateway_ready, ready_timeout=60))
+        return procs
+
+    def _mongo_ready(self) -> bool:
+        from pymongo import MongoClient
+
+        client: MongoClient = MongoClient(self.env["MONGO_URI"], serverSelectionTimeoutMS=500)
+        try:
+            return bool(client.admin.command("ping").get("ok"))
+        finally:
+            client.close()
+
+    def _redis_ready(self) -> bool:
+        import redis
+
+        return bool(redis.Redis.from_url(self.env["REDIS_URL"], socket_timeout=0.5).ping())
+
+    @staticmethod
+    def _grpc_ready(addr: str) -> Callable[[], bool]:
+        def check() -> bool:
+            with grpc.insecure_channel(addr) as channel:
+                response = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=0.5)
+                return response.status == health_pb2.HealthCheckResponse.SERVING
+
+        return check
+
+    def _gateway_ready(self) -> bool:
+        admin = f"http://127.0.0.1:{self.ports['gateway_admin']}/ready"
+        with urllib.request.urlopen(admin, timeout=1) as r:
+            if r.status != 200:
+                return False
+        with urllib.request.urlopen(self.gateway_url + "/.well-known/jwks.json", timeout=2) as r:
+            return bool(json.load(r)["keys"])
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.log_to:
+            self.log_to.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "envoy.yaml").write_text(render(self.settings, self.env))
+        self.settings.service_key()  # created once, before the services race to create it
+        try:
+            for proc in self._define():
+                self.procs[proc.name] = proc
+                self._spawn(proc)
+                _wait(proc.name, proc.ready, proc.ready_timeout, proc)
+                self.log("stack", f"{proc.name} ready (pid {proc.popen.pid if proc.popen else '-'})")
+        except BaseException:
+            self.stop()
+            raise
+        threading.Thread(target=self._watch, name="stack-watch", daemon=True).start()
+
+    def _spawn(self, proc: Proc) -> None:
+        sink: IO[bytes] | int = subprocess.PIPE
+        proc.popen = subprocess.Popen(
+            proc.argv, env=proc.env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        threading.Thread(target=self._pump, args=(proc, proc.popen), daemon=True,
+                         name=f"log-{proc.name}").start()
+
+    def _pump(self, proc: Proc, popen: subprocess.Popen[bytes]) -> None:
+        assert popen.stdout is not None
+        file = open(self.log_to / f"{proc.name}.log", "ab") if self.log_to else None  # noqa: SIM115
+        try:
+            for raw in popen.stdout:
+                if b"worker ready" in raw:
+                    proc.marker_seen.set()
+                if file:
+                    file.write(raw)
+                    file.flush()
+                else:
+                    self.log(proc.name, raw.decode(errors="replace").rstrip())
+        finally:
+            if file:
+                file.close()
+
+    def log(self, name: str, line: str) -> None:
+        if self.log_to:
+            with open(self.log_to / "stack.log", "a") as f:
+                f.write(f"{time.strftime('%H:%M:%S')} {name}: {line}\n")
+            return
+        with self._print_lock:
+            print(f"{name:>8} | {line}", flush=True)
+
+    def _watch(self) -> None:
+        """Restarts processes that die while the stack runs (backoff up to 10 s)."""
+        while not self._stopping.wait(0.5):
+            for proc in list(self.procs.values()):
+                if proc.popen is None or proc.popen.poll() is None or not self.restart:
+                    continue
+                if self._stopping.is_set():
+                    return
+                code = proc.popen.returncode
+                delay = min(10.0, 0.5 * 2 ** min(proc.restarts, 5))
+                self.log("stack", f"{proc.name} exited with code {code}; restarting in "
+                                  f"{delay:.1f}s (restart #{proc.restarts + 1})")
+                proc.restarts += 1
+                proc.marker_seen.clear()
+                if self._stopping.wait(delay):
+                    return
+                self._spawn(proc)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Sends `sig` to a process's whole group (tests of crash safety). Returns its pid."""
+        popen = self.procs[name].popen
+        assert popen is not None
+        os.killpg(popen.pid, sig)
+        return popen.pid
+
+    def wait_ready(self, name: str, timeout: float = 60) -> None:
+        proc = self.procs[name]
+        _wait(name, proc.ready, timeout, None)
+
+    def stop(self) -> None:
+        """Stops everything in reverse start order: SIGTERM, then SIGKILL after a grace period."""
+        self._stopping.set()
+        for proc in reversed(list(self.procs.values())):
+            popen = proc.popen
+            if popen is None or popen.poll() is not None:
+                _reap_group(popen)
+                continue
+            try:
+                os.killpg(popen.pid, signal.SIGTERM)
+                popen.wait(proc.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.log("stack", f"{proc.name} did not stop in {proc.stop_timeout:.0f}s; killing")
+            except ProcessLookupError:
+                pass
+            _reap_group(popen)
+            self.log("stack", f"{proc.name} stopped")
+
+
+def _reap_group(popen: subprocess.Popen[bytes] | None) -> None:
+    """Kills whatever is left in the process's group (e.g. Celery pool children)."""
+    if popen is None:
+        return
+    try:
+        os.killpg(popen.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        popen.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _settings_from(env: dict[str, str]) -> Settings:
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return Settings.from_env()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

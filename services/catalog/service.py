@@ -1,0 +1,144 @@
+"""Catalog use cases: import batches of movies, and browse them with filters, sorts and pages."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from services.catalog.repository import SORT_FIELDS, MovieRepository
+from services.common.errors import InvalidArgument, NotFound
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+MAX_PAGE = 1_000_000
+
+
+@dataclass(frozen=True)
+class MovieQuery:
+    page: int = 1
+    limit: int = DEFAULT_LIMIT
+    year: int | None = None
+    language: str = ""
+    sort_field: str = "release_date"
+    sort_order: str = "asc"
+    page_token: str = ""
+
+
+@dataclass(frozen=True)
+class MoviePage:
+    movies: list[dict[str, Any]]
+    next_page_token: str
+    total_size: int | None
+
+
+def validate(
+    *, page: int | None, limit: int | None, year: int | None, language: str, sort_field: str,
+    sort_order: str, page_token: str,
+) -> MovieQuery:
+    """The query with defaults applied; InvalidArgument naming the parameter otherwise."""
+    if page is not None and not 1 <= page <= MAX_PAGE:
+        raise InvalidArgument(f"page must be an integer from 1 to {MAX_PAGE} (got {page})")
+    if limit is not None and not 1 <= limit <= MAX_LIMIT:
+        raise InvalidArgument(f"limit must be an integer from 1 to {MAX_LIMIT} (got {limit})")
+    if year is not None and not 1 <= year <= 9999:
+        raise InvalidArgument(f"year must be a four-digit year (got {year})")
+    language = language.strip().lower()
+    if len(language) > 20:
+        raise InvalidArgument("language must be a language code such as 'en'")
+    sort_field = sort_field.strip() or "release_date"
+    if sort_field not in SORT_FIELDS:
+        raise InvalidArgument(f"sort_field must be one of {', '.join(SORT_FIELDS)} "
+                              f"(got {sort_field!r})")
+    sort_order = sort_order.strip().lower() or "asc"
+    if sort_order not in ("asc", "desc"):
+        raise InvalidArgument(f"sort_order must be asc or desc (got {sort_order!r})")
+    return MovieQuery(page=page or 1, limit=limit or DEFAULT_LIMIT, year=year, language=language,
+                      sort_field=sort_field, sort_order=sort_order, page_token=page_token)
+
+
+def _filters(q: MovieQuery) -> dict[str, Any]:
+    query: dict[str, Any] = {}
+    if q.year is not None:
+        query["release_year"] = q.year
+    if q.language:
+        query["original_language"] = q.language
+    return query
+
+
+# --- page tokens: an opaque position "after (sort value, _id)" for keyset paging ---------------
+
+def _fingerprint(q: MovieQuery) -> list[Any]:
+    return [q.year, q.language, q.sort_field, q.sort_order]
+
+
+def _encode_token(q: MovieQuery, last: dict[str, Any]) -> str:
+    value = last.get(SORT_FIELDS[q.sort_field])
+    if isinstance(value, datetime):
+        value = {"$date": value.isoformat()}
+    raw = json.dumps({"q": _fingerprint(q), "v": value, "id": last["_id"]})
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_token(q: MovieQuery) -> tuple[Any, str]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(q.page_token + "=" * (-len(q.page_token) % 4)))
+        value, last_id = raw["v"], raw["id"]
+        if isinstance(value, dict):
+            value = datetime.fromisoformat(value["$date"])
+        fingerprint = raw["q"]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidArgument("page_token is not valid: use next_page_token from a response") \
+            from None
+    if fingerprint != _fingerprint(q):
+        raise InvalidArgument("page_token belongs to a query with other filters or sort order")
+    return value, last_id
+
+
+def _after(field: str, value: Any, last_id: str, descending: bool) -> dict[str, Any]:
+    """Documents after (value, last_id) in the order (field, _id), where null sorts lowest."""
+    beyond, tie = ("$lt", "$lt") if descending else ("$gt", "$gt")
+    if value is None:
+        same = {field: None, "_id": {tie: last_id}}
+        return same if descending else {"$or": [same, {field: {"$ne": None}}]}
+    clauses: list[dict[str, Any]] = [{field: {beyond: value}}, {field: value, "_id": {tie: last_id}}]
+    if descending:
+        clauses.append({field: None})
+    return {"$or": clauses}
+
+
+class CatalogService:
+    def __init__(self, movies: MovieRepository) -> None:
+        self._movies = movies
+
+    def list(self, q: MovieQuery, *, with_total: bool) -> MoviePage:
+        field = SORT_FIELDS[q.sort_field]
+        direction = -1 if q.sort_order == "desc" else 1
+        sort = [(field, direction), ("_id", direction)]
+        filters = _filters(q)
+        query, skip = filters, (q.page - 1) * q.limit
+        if q.page_token:
+            value, last_id = _decode_token(q)
+            query = {"$and": [filters, _after(field, value, last_id, direction < 0)]}
+            skip = 0
+        # One extra document tells whether there is a next page.
+        docs = self._movies.find_page(query, sort, skip, q.limit + 1)
+        more = len(docs) > q.limit
+        docs = docs[: q.limit]
+        token = _encode_token(q, docs[-1]) if more and docs else ""
+        total = self._movies.count(filters) if with_total else None
+        return MoviePage(movies=docs, next_page_token=token, total_size=total)
+
+    def get(self, movie_id: str) -> dict[str, Any]:
+        movie = self._movies.get(movie_id)
+        if movie is None:
+            raise NotFound(f"no movie with id {movie_id!r}")
+        return movie
+
+    def import_batch(self, docs: list[dict[str, Any]]) -> tuple[int, int]:
+        for doc in docs:
+            if not doc.get("_id") or not doc.get("title"):
+                raise InvalidArgument("every imported movie needs an id and a title")
+        return self._movies.upsert_many(docs)

@@ -1,0 +1,55 @@
+"""gRPC channels to the other services, and the JWKS fetch that token verification needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from marquee.auth.v1 import auth_pb2, auth_pb2_grpc
+from services.common.access import SERVICE_KEY_HEADER
+from services.common.grpc_server import GRPC_OPTIONS
+from services.common.settings import Settings
+from services.common.tokens import TokenVerifier
+
+
+class _ServiceKey(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                  grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds the service key to every call on an internal channel."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def _details(self, details: Any) -> Any:
+        # grpc passes a namedtuple here (grpc._interceptor._ClientCallDetails).
+        return details._replace(metadata=[*(details.metadata or ()), (SERVICE_KEY_HEADER, self._key)])
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+def internal_channel(addr: str, settings: Settings) -> grpc.Channel:
+    """A channel whose calls carry the service key (internal methods need it)."""
+    channel = grpc.insecure_channel(addr, options=GRPC_OPTIONS)
+    return grpc.intercept_channel(channel, _ServiceKey(settings.service_key()))
+
+
+def jwks_verifier(settings: Settings) -> TokenVerifier:
+    """Verifies tokens with keys fetched from the auth service's GetJwks."""
+    stub = auth_pb2_grpc.AuthServiceStub(grpc.insecure_channel(settings.auth_addr))
+
+    def fetch() -> list[dict[str, Any]]:
+        response = stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=5)
+        return [json_format.MessageToDict(k, preserving_proto_field_name=True) for k in response.keys]
+
+    return TokenVerifier(fetch, settings.jwt_issuer, settings.jwt_audience)

@@ -1,0 +1,43 @@
+"""Domain errors raised by use cases; the gRPC layer maps each to its status code."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class DomainError(Exception):
+    code = grpc.StatusCode.INTERNAL
+
+
+class InvalidArgument(DomainError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(DomainError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(DomainError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class Unauthenticated(DomainError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(DomainError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class FailedPrecondition(DomainError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class TooLarge(DomainError):
+    """Maps to RESOURCE_EXHAUSTED; the gateway turns it into HTTP 413 for uploads."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(DomainError):
+    code = grpc.StatusCode.UNAVAILABLE

@@ -1,0 +1,33 @@
+"""The Celery app that carries background jobs (Redis broker), shared by producer and worker.
+
+Only ids travel in messages. Jobs acknowledge late, so a worker that dies mid-job leaves the
+message to be redelivered; the task lease (task service) keeps a redelivery from running a job
+twice at once.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from services.common.settings import Settings
+
+INGEST_CSV = "marquee.ingest_csv"
+QUEUE = "marquee"
+
+
+def celery_app(settings: Settings) -> Celery:
+    app = Celery("marquee", broker=settings.redis_url)
+    app.conf.update(
+        task_default_queue=QUEUE,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            # Longer than a lease; a redelivery that still finds the lease alive steps aside.
+            "visibility_timeout": settings.job_visibility_timeout_seconds,
+        },
+        worker_hijack_root_logger=False,
+    )
+    return app

@@ -1,0 +1,62 @@
+"""Starts the task service: `python -m services.task`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from marquee.task.v1 import task_pb2, task_pb2_grpc
+from services.common import jobs, logs, mongo
+from services.common.clients import jwks_verifier
+from services.common.grpc_server import serve
+from services.common.settings import Settings
+from services.task.repository import TaskRepository
+from services.task.server import POLICY, TaskServicer
+from services.task.service import TaskService
+
+log = logging.getLogger(__name__)
+
+
+def _sweep_forever(service: TaskService, interval: float, stop: threading.Event) -> None:
+    """Finds tasks that lost their worker (lease expired) or their message, while serving."""
+    while not stop.wait(interval):
+        try:
+            service.sweep(pending_grace_seconds=interval * 10)
+        except Exception:
+            log.exception("stall sweep failed; trying again next round")
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    logs.configure("task", settings.log_level)
+    repo = TaskRepository(mongo.connect(settings, "task"))
+    repo.ensure_indexes()
+    celery = jobs.celery_app(settings)
+
+    def enqueue(task_id: str) -> None:
+        celery.send_task(jobs.INGEST_CSV, args=[task_id])
+
+    service = TaskService(repo, enqueue, lease_seconds=settings.task_lease_seconds)
+    stop = threading.Event()
+    threading.Thread(
+        target=_sweep_forever,
+        args=(service, max(5.0, settings.task_lease_seconds / 2), stop),
+        name="stall-sweep",
+        daemon=True,
+    ).start()
+    serve(
+        name="task",
+        listen=settings.grpc_listen or settings.task_addr,
+        service_names=[task_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name],
+        register=lambda server: task_pb2_grpc.add_TaskServiceServicer_to_server(
+            TaskServicer(service), server
+        ),
+        policy=POLICY,
+        verifier=jwks_verifier(settings),
+        service_key=settings.service_key(),
+        on_stop=stop.set,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Starts the upload service: `python -m services.upload`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marquee.task.v1 import task_pb2, task_pb2_grpc
+from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
+from services.common import logs, mongo
+from services.common.clients import internal_channel, jwks_verifier
+from services.common.grpc_server import serve
+from services.common.settings import Settings
+from services.upload.repository import FileRepository
+from services.upload.server import POLICY, UploadServicer
+from services.upload.service import INGEST_CSV, UploadService
+from services.upload.storage import LocalStorage
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    logs.configure("upload", settings.log_level)
+    files = FileRepository(mongo.connect(settings, "upload"))
+    files.ensure_indexes()
+    tasks = task_pb2_grpc.TaskServiceStub(internal_channel(settings.task_addr, settings))
+
+    def create_task(record: dict[str, Any]) -> str:
+        task = tasks.CreateTask(task_pb2.CreateTaskRequest(
+            user=record["owner"], kind=INGEST_CSV, file_id=record["_id"],
+            file_path=record["file_path"], original_name=record["original_name"],
+            bytes_total=record["size_bytes"],
+        ), timeout=30)
+        return task.task_id
+
+    service = UploadService(files, LocalStorage(settings.upload_dir), create_task,
+                            settings.max_upload_bytes)
+    serve(
+        name="upload",
+        listen=settings.grpc_listen or settings.upload_addr,
+        service_names=[upload_pb2.DESCRIPTOR.services_by_name["UploadService"].full_name],
+        register=lambda server: upload_pb2_grpc.add_UploadServiceServicer_to_server(
+            UploadServicer(service), server
+        ),
+        policy=POLICY,
+        verifier=jwks_verifier(settings),
+        service_key=settings.service_key(),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Upload use cases: stream bytes to storage under a limit, record the file, start its task."""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from services.common.errors import InvalidArgument, NotFound, TooLarge, Unavailable
+from services.upload.repository import FileRepository
+from services.upload.storage import LocalStorage
+
+log = logging.getLogger(__name__)
+
+UPLOADED = "File uploaded successfully. Please wait while it processes."
+INGEST_CSV = "ingest_csv"
+
+
+@dataclass(frozen=True)
+class StoredUpload:
+    task_id: str
+    file_id: str
+    size_bytes: int
+    sha256: str
+
+
+CreateTask = Callable[[dict[str, Any]], str]
+
+
+def display_name(client_name: str) -> str:
+    """The client's file name for display only: last path component, no control characters."""
+    name = re.split(r"[/\\]", client_name)[-1]
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    return name[:255] or "upload.csv"
+
+
+class UploadService:
+    def __init__(self, files: FileRepository, storage: LocalStorage, create_task: CreateTask,
+                 max_bytes: int) -> None:
+        self._files = files
+        self._storage = storage
+        self._create_task = create_task
+        self.max_bytes = max_bytes
+
+    def upload(self, owner: str, filename: str, chunks: Iterable[bytes]) -> StoredUpload:
+        file_id = uuid.uuid4().hex
+        file_path = f"{file_id}.csv"
+        sha = hashlib.sha256()
+        utf8 = codecs.getincrementaldecoder("utf-8")("strict")
+        utf8_valid = True
+        size = 0
+        writer = self._storage.writer(file_path)
+        try:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise TooLarge(f"file is larger than the limit of {self.max_bytes} bytes")
+                sha.update(chunk)
+                if utf8_valid:
+                    try:
+                        utf8.decode(chunk)
+                    except UnicodeDecodeError:
+                        utf8_valid = False
+                writer.write(chunk)
+            if size == 0:
+                raise InvalidArgument("file is empty: upload a CSV with a header row")
+            if utf8_valid:
+                try:
+                    utf8.decode(b"", final=True)
+                except UnicodeDecodeError:
+                    utf8_valid = False
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            log.info("upload aborted", extra={"file_id": file_id, "bytes": size})
+            raise
+        name = display_name(filename)
+        record = {"_id": file_id, "owner": owner, "original_name": name, "file_path": file_path,
+                  "size_bytes": size, "sha256": sha.hexdigest(), "utf8_valid": utf8_valid}
+        self._files.add(record)
+        try:
+            task_id = self._create_task(record)
+        except Exception as exc:
+            self.delete(file_id)
+            log.exception("task creation failed", extra={"file_id": file_id})
+            raise Unavailable("the upload was stored but its task could not be created, so it "
+                              "was discarded: try again") from exc
+        log.info("file stored", extra={"file_id": file_id, "task_id": task_id, "owner": owner,
+                                       "bytes": size, "utf8_valid": utf8_valid})
+        return StoredUpload(task_id, file_id, size, record["sha256"])
+
+    def get(self, file_id: str) -> dict[str, Any]:
+        record = self._files.get(file_id)
+        if record is None:
+            raise NotFound(f"no file with id {file_id!r}")
+        return record
+
+    def read(self, file_id: str, offset: int) -> Iterator[bytes]:
+        record = self.get(file_id)
+        if record["deleted"]:
+            raise NotFound(f"file {file_id} was deleted")
+        if not 0 <= offset <= record["size_bytes"]:
+            raise InvalidArgument(f"offset must be between 0 and {record['size_bytes']}")
+        return self._storage.read(record["file_path"], offset)
+
+    def delete(self, file_id: str) -> dict[str, Any]:
+        record = self.get(file_id)
+        self._storage.delete(record["file_path"])
+        return self._files.mark_deleted(file_id) or record

@@ -1,0 +1,55 @@
+"""The Celery worker's app and job registrations (`celery -A services.worker.app worker`)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import socket
+import uuid
+from typing import Any
+
+from celery.signals import setup_logging, worker_ready
+
+from marquee.catalog.v1 import catalog_pb2_grpc
+from marquee.task.v1 import task_pb2_grpc
+from marquee.upload.v1 import upload_pb2_grpc
+from services.common import jobs, logs
+from services.common.clients import internal_channel
+from services.common.settings import Settings
+from services.worker.ingest import Clients, ingest_csv
+
+settings = Settings.from_env()
+app = jobs.celery_app(settings)
+
+
+@setup_logging.connect
+def _logging(**_: Any) -> None:
+    logs.configure("worker", settings.log_level)
+
+
+@functools.cache
+def _clients(pid: int) -> Clients:
+    """Channels are opened per process, after the pool forked (gRPC channels do not survive
+    a fork)."""
+    del pid
+    return Clients(
+        tasks=task_pb2_grpc.TaskServiceStub(internal_channel(settings.task_addr, settings)),
+        uploads=upload_pb2_grpc.UploadServiceStub(internal_channel(settings.upload_addr,
+                                                                   settings)),
+        catalog=catalog_pb2_grpc.CatalogServiceStub(internal_channel(settings.catalog_addr,
+                                                                     settings)),
+    )
+
+
+@app.task(name=jobs.INGEST_CSV)
+def ingest_csv_job(task_id: str) -> str:
+    # Unique per run: a redelivered copy of this message must not pass for the running one.
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return ingest_csv(_clients(os.getpid()), task_id, worker_id, settings.ingest_batch_size)
+
+
+@worker_ready.connect
+def _ready(**_: Any) -> None:
+    # The local supervisor waits for this line before it calls the stack ready.
+    logging.getLogger(__name__).info("worker ready")

@@ -1,0 +1,243 @@
+"""The ingest_csv job: stream a stored CSV from the upload service, turn rows into movies, import
+them into the catalog in batches, and report progress to the task service after each commit.
+
+Crash-safe by construction: the task's progress is a checkpoint written only after the catalog
+committed the rows it counts, movies are upserted on their natural key, and a resumed run skips
+the rows the checkpoint already covers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import queue
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from marquee.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from marquee.task.v1 import task_pb2, task_pb2_grpc
+from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
+from services.worker.csv_source import ByteStream, records
+from services.worker.movie_rows import FileRejected, RowRejected, parse_header, parse_row
+
+log = logging.getLogger(__name__)
+
+TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+             grpc.StatusCode.ABORTED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+MAX_RAW = 2000
+PIPELINE_DEPTH = 2
+
+
+@dataclass
+class Clients:
+    tasks: task_pb2_grpc.TaskServiceStub
+    uploads: upload_pb2_grpc.UploadServiceStub
+    catalog: catalog_pb2_grpc.CatalogServiceStub
+
+
+@dataclass
+class Counts:
+    rows_read: int = 0
+    rows_imported: int = 0
+    rows_rejected: int = 0
+    bytes_processed: int = 0
+
+    def proto(self) -> task_pb2.Progress:
+        return task_pb2.Progress(rows_read=self.rows_read, rows_imported=self.rows_imported,
+                                 rows_rejected=self.rows_rejected,
+                                 bytes_processed=self.bytes_processed)
+
+
+@dataclass
+class Batch:
+    movies: dict[str, catalog_pb2.Movie] = field(default_factory=dict)
+    rejected: list[task_pb2.RejectedRow] = field(default_factory=list)
+    accepted: int = 0
+
+
+class Cancelled(Exception):
+    pass
+
+
+def _raw(fields: list[str]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(fields)
+    return out.getvalue()[:MAX_RAW]
+
+
+def _movie(row: dict[str, Any]) -> catalog_pb2.Movie:
+    release = row["release_date"]
+    movie = catalog_pb2.Movie(
+        id=row["id"], title=row["title"], genre=row["genre"],
+        original_language=row["original_language"], overview=row["overview"],
+        release_date=release.isoformat() if release else "", extra=row["extra"],
+    )
+    for name in ("popularity", "vote_average", "vote_count"):
+        if row[name] is not None:
+            setattr(movie, name, row[name])
+    return movie
+
+
+class ImportPipe:
+    """Sends batches on one ImportMovies stream with up to PIPELINE_DEPTH in flight, so the CSV
+    is parsed while the catalog writes. Returns each batch's tag once the catalog committed it."""
+
+    def __init__(self, catalog: catalog_pb2_grpc.CatalogServiceStub) -> None:
+        self._requests: queue.Queue[catalog_pb2.ImportMoviesRequest | None] = queue.Queue()
+        self._responses = catalog.ImportMovies(iter(self._requests.get, None))
+        self._in_flight: deque[Any] = deque()
+
+    def send(self, movies: list[catalog_pb2.Movie], tag: Any) -> list[Any]:
+        self._requests.put(catalog_pb2.ImportMoviesRequest(movies=movies))
+        self._in_flight.append(tag)
+        committed = []
+        while len(self._in_flight) > PIPELINE_DEPTH:
+            next(self._responses)
+            committed.append(self._in_flight.popleft())
+        return committed
+
+    def drain(self) -> list[Any]:
+        self._requests.put(None)
+        committed = []
+        for _ in self._responses:
+            committed.append(self._in_flight.popleft())
+        return committed
+
+    def cancel(self) -> None:
+        self._requests.put(None)
+        self._responses.cancel()  # type: ignore[attr-defined]
+
+
+class CsvIngestion:
+    def __init__(self, clients: Clients, task_id: str, worker_id: str, batch_size: int,
+                 checkpoint: task_pb2.Progress) -> None:
+        self._clients = clients
+        self._task_id = task_id
+        self._worker_id = worker_id
+        self._batch_size = batch_size
+        self._skip = checkpoint.rows_read
+        # What the task service has recorded (the committed checkpoint).
+        self.committed = Counts(checkpoint.rows_read, checkpoint.rows_imported,
+                                checkpoint.rows_rejected, checkpoint.bytes_processed)
+        self.unreported: list[task_pb2.RejectedRow] = []
+        self.cancel_requested = False
+
+    def run(self, file: upload_pb2.File) -> None:
+        """Imports the whole file; raises FileRejected, Cancelled or grpc.RpcError."""
+        chunks = self._clients.uploads.ReadFile(upload_pb2.ReadFileRequest(file_id=file.file_id))
+        stream = ByteStream(r.chunk for r in chunks)
+        rows = records(stream, file.utf8_valid)
+        header_row = next(rows, None)
+        if header_row is None:
+            raise FileRejected("the file has only blank lines: upload a CSV with a header row")
+        header = parse_header(header_row[1])
+        counts = Counts(**vars(self.committed))
+        pipe = ImportPipe(self._clients.catalog)
+        try:
+            batch = Batch()
+            for line, fields in rows:
+                counts.rows_read += 1
+                if counts.rows_read <= self._skip:
+                    continue
+                try:
+                    movie = _movie(parse_row(header, fields))
+                    batch.movies[movie.id] = movie  # a repeated id in a batch: the last row wins
+                    batch.accepted += 1
+                except RowRejected as exc:
+                    batch.rejected.append(task_pb2.RejectedRow(line=line, reason=str(exc),
+                                                               raw=_raw(fields)))
+                if batch.accepted + len(batch.rejected) >= self._batch_size:
+                    self._commit(pipe.send(list(batch.movies.values()),
+                                           self._close(batch, counts, stream)))
+                    batch = Batch()
+                    if self.cancel_requested:
+                        break
+            else:
+                counts.bytes_processed = file.size_bytes
+                self._commit(pipe.send(list(batch.movies.values()),
+                                       self._close(batch, counts, stream)))
+            # Batches in flight when a cancel arrives are committed and counted, not dropped.
+            self._commit(pipe.drain())
+        except BaseException:
+            pipe.cancel()
+            raise
+        if self.cancel_requested:
+            raise Cancelled()
+
+    def _close(self, batch: Batch, counts: Counts, stream: ByteStream) -> tuple[Counts, list]:
+        counts.rows_imported += batch.accepted
+        counts.rows_rejected += len(batch.rejected)
+        counts.bytes_processed = max(counts.bytes_processed, stream.consumed)
+        return Counts(**vars(counts)), batch.rejected
+
+    def _commit(self, tags: list[tuple[Counts, list]]) -> None:
+        for counts, rejected in tags:
+            self.committed = counts
+            self.unreported.extend(rejected)
+        if not tags:
+            return
+        response = self._clients.tasks.ReportProgress(task_pb2.ReportProgressRequest(
+            task_id=self._task_id, worker_id=self._worker_id, progress=self.committed.proto(),
+            rejected=self.unreported,
+        ), timeout=30)
+        self.unreported = []
+        self.cancel_requested = self.cancel_requested or response.cancel_requested
+
+
+def ingest_csv(clients: Clients, task_id: str, worker_id: str, batch_size: int,
+               max_attempts: int = 5) -> str:
+    """Runs the job for one task; returns the status it ended with ('skipped' when another
+    worker holds the task or it already ended)."""
+    last_error = ""
+    for attempt in range(1, max_attempts + 1):
+        try:
+            claim = clients.tasks.ClaimTask(
+                task_pb2.ClaimTaskRequest(task_id=task_id, worker_id=worker_id), timeout=30)
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+                log.info("task skipped", extra={"task_id": task_id, "reason": exc.details()})
+                return "skipped"
+            raise
+        job = CsvIngestion(clients, task_id, worker_id, batch_size, claim.checkpoint)
+        status, error = "done", ""
+        try:
+            file = clients.uploads.GetFile(upload_pb2.GetFileRequest(file_id=claim.task.file_id),
+                                           timeout=30)
+            if file.deleted:
+                raise FileRejected("the uploaded file is no longer stored; upload it again")
+            log.info("ingestion started", extra={"task_id": task_id, "attempt": attempt,
+                                                 "resume_after_rows": claim.checkpoint.rows_read,
+                                                 "bytes": file.size_bytes})
+            job.run(file)
+        except FileRejected as exc:
+            status, error = "failed", str(exc)
+        except Cancelled:
+            status = "cancelled"
+        except grpc.RpcError as exc:
+            if exc.code() not in TRANSIENT:
+                status, error = "failed", f"import failed: {exc.details()}"
+            else:
+                last_error = exc.details() or exc.code().name
+                delay = min(30.0, 2.0 ** attempt)
+                log.warning("transient error; resuming from the checkpoint",
+                            extra={"task_id": task_id, "error": last_error, "retry_in": delay})
+                time.sleep(delay)
+                continue
+        clients.tasks.FinishTask(task_pb2.FinishTaskRequest(
+            task_id=task_id, worker_id=worker_id, status=status, progress=job.committed.proto(),
+            rejected=job.unreported, error=error,
+        ), timeout=30)
+        log.info("ingestion ended", extra={"task_id": task_id, "status": status, "error": error,
+                                           **vars(job.committed)})
+        return status
+    clients.tasks.FinishTask(task_pb2.FinishTaskRequest(
+        task_id=task_id, worker_id=worker_id, status="failed",
+        error=f"gave up after {max_attempts} attempts; last error: {last_error}",
+    ), timeout=30)
+    return "failed"
+
