@@ -1,0 +1,130 @@
+"""The real stack (embedded MongoDB-protocol server, valkey, the services, a Celery worker and
+Envoy), started once per test session on free loopback ports, and clients that drive it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import requests
+
+from devstack.stack import Stack, free_port
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+TMDB = DATA / "tmdb-top10k.csv"
+TEST_MAX_UPLOAD = 8 * 1024 * 1024
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("marquee")
+    names = ("gateway", "gateway_admin", "auth", "upload", "task", "catalog", "mongo", "redis")
+    s = Stack(data_dir, ports={n: free_port() for n in names}, log_to=data_dir / "logs",
+              extra_env={"BCRYPT_ROUNDS": "4", "MAX_UPLOAD_BYTES": str(TEST_MAX_UPLOAD),
+                         # With MONGO_URI/REDIS_URL set, the same tests run on real servers.
+                         "MONGO_DB": f"marquee_test_{uuid.uuid4().hex[:8]}"})
+    s.start()
+    print(f"\nstack logs: {data_dir / 'logs'}")
+    yield s
+    s.stop()
+
+
+@dataclass
+class User:
+    username: str
+    password: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str]]:
+        return (("authorization", f"Bearer {self.token}"),)
+
+
+class Api:
+    """A REST client for the gateway, as a user would drive it."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.http = requests.Session()
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def post(self, path: str, **kw: Any) -> requests.Response:
+        return self.http.post(self.url(path), timeout=60, **kw)
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        return self.http.get(self.url(path), timeout=60, **kw)
+
+    def register(self, prefix: str = "user") -> User:
+        username = f"{prefix}{uuid.uuid4().hex[:10]}"
+        password = "s3cret-" + uuid.uuid4().hex[:6]
+        r = self.post("/auth/register", json={"username": username, "password": password,
+                                               "email": f"{username}@example.com",
+                                               "name": username.title()})
+        assert r.status_code == 201, r.text
+        return User(username, password, r.json()["access_token"])
+
+    def upload(self, user: User, content: bytes, filename: str = "movies.csv"
+               ) -> requests.Response:
+        return self.post("/files/upload", headers=user.headers,
+                         files={"file": (filename, content, "text/csv")})
+
+    def upload_ok(self, user: User, content: bytes, filename: str = "movies.csv") -> str:
+        r = self.upload(user, content, filename)
+        assert r.status_code == 202, r.text
+        return str(r.json()["task_id"])
+
+    def wait_task(self, user: User, task_id: str, timeout: float = 300) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.get(f"/task/{task_id}", headers=user.headers)
+            assert r.status_code == 200, r.text
+            task = r.json()
+            if task["status"] in ("done", "failed", "cancelled"):
+                return dict(task)
+            time.sleep(0.2)
+        raise AssertionError(f"task {task_id} did not end within {timeout}s: {task}")
+
+    def all_movies(self, user: User, **params: Any) -> list[dict[str, Any]]:
+        movies: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            r = self.get("/movies", headers=user.headers,
+                         params={**params, "limit": 1000, "page": page})
+            assert r.status_code == 200, r.text
+            movies.extend(r.json())
+            if len(r.json()) < 1000:
+                return movies
+            page += 1
+
+
+@pytest.fixture(scope="session")
+def api(stack: Stack) -> Api:
+    return Api(stack.gateway_url)
+
+
+@pytest.fixture(scope="session")
+def gateway_channel(stack: Stack) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(f"127.0.0.1:{stack.ports['gateway']}") as channel:
+        yield channel
+
+
+@pytest.fixture(scope="session")
+def tmdb_ingested(api: Api) -> dict[str, Any]:
+    """The shared TMDB file, uploaded once and ingested to the end."""
+    owner = api.register("tmdb")
+    task_id = api.upload_ok(owner, TMDB.read_bytes(), "tmdb-top10k.csv")
+    task = api.wait_task(owner, task_id)
+    assert task["status"] == "done", task
+    return {"owner": owner, "task": task}
