@@ -1,0 +1,135 @@
+"""POST /files/upload, GET /task/{id}, GET /tasks: the contract's success and error paths."""
+
+from __future__ import annotations
+
+import requests
+
+from tests.integration.conftest import TEST_MAX_UPLOAD, Api
+
+SMALL = (b"id,title,genre,original_language,overview,popularity,release_date,vote_average,"
+         b"vote_count\n"
+         b"9000001,Upload Test One,Drama,en,An overview,1.5,2001-02-03,6.5,10\n"
+         b"9000002,Upload Test Two,\"Comedy,Drama\",fr,\"Quoted, with comma\",2.5,2002-03-04,"
+         b"7.5,20\n")
+
+
+def test_upload_returns_202_and_the_task_runs_to_done(api: Api) -> None:
+    user = api.register()
+    r = api.upload(user, SMALL, "small.csv")
+    assert r.status_code == 202
+    body = r.json()
+    assert body["message"] == "File uploaded successfully. Please wait while it processes."
+    task = api.wait_task(user, body["task_id"])
+    assert task["task_id"] == body["task_id"]
+    assert task["status"] == "done"
+    assert (task["rows_read"], task["rows_imported"], task["rows_rejected"]) == (2, 2, 0)
+    assert task["percent"] == 100.0
+    assert task["original_name"] == "small.csv"
+    assert task["created_at"] and task["started_at"] and task["finished_at"]
+
+
+def test_upload_without_valid_token_is_401(api: Api) -> None:
+    files = {"file": ("a.csv", SMALL, "text/csv")}
+    assert api.post("/files/upload", files=files).status_code == 401
+    r = api.post("/files/upload", files=files, headers={"Authorization": "Bearer x.y.z"})
+    assert r.status_code == 401
+
+
+def test_upload_without_file_field_is_400(api: Api) -> None:
+    user = api.register()
+    r = api.post("/files/upload", headers=user.headers,
+                 files={"document": ("a.csv", SMALL, "text/csv")})
+    assert r.status_code == 400
+    assert "'file'" in r.json()["message"]
+    r = api.post("/files/upload", headers=user.headers, data={"file": ""})
+    assert r.status_code == 400
+
+
+def test_upload_not_multipart_is_400(api: Api) -> None:
+    user = api.register()
+    r = api.post("/files/upload", headers={**user.headers, "Content-Type": "text/csv"},
+                 data=SMALL)
+    assert r.status_code == 400
+    assert "multipart/form-data" in r.json()["message"]
+
+
+def test_upload_empty_file_is_400(api: Api) -> None:
+    user = api.register()
+    r = api.upload(user, b"", "empty.csv")
+    assert r.status_code == 400
+    assert "empty" in r.json()["message"]
+    assert api.get("/tasks", headers=user.headers).json() == []
+
+
+def test_upload_over_the_limit_is_413_and_nothing_is_kept(api: Api) -> None:
+    user = api.register()
+    r = api.upload(user, b"x" * (TEST_MAX_UPLOAD + 1), "big.csv")
+    assert r.status_code == 413
+    assert api.get("/tasks", headers=user.headers).json() == []
+
+
+def test_upload_just_over_the_file_limit_within_envoy_slack_is_413(api: Api) -> None:
+    """The body fits Envoy's limit (file + multipart slack) but the file itself is too large:
+    the upload service refuses it mid-stream, and the gateway still answers 413."""
+    user = api.register()
+    r = api.upload(user, b"y" * (TEST_MAX_UPLOAD + 10), "big.csv")
+    assert r.status_code == 413, r.text
+    assert "limit" in r.json()["message"]
+
+
+def test_chunked_upload_over_the_limit_is_413(api: Api) -> None:
+    user = api.register()
+    boundary = "XyZ"
+
+    def body() -> object:
+        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+               f"filename=\"big.csv\"\r\n\r\n").encode()
+        for _ in range(TEST_MAX_UPLOAD // (1 << 20) + 2):
+            yield b"z" * (1 << 20)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    try:
+        r = requests.post(api.url("/files/upload"), data=body(), timeout=60,
+                          headers={**user.headers,
+                                   "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert r.status_code == 413
+    except requests.ConnectionError:
+        pass  # Envoy may answer 413 and close before the client finished sending
+    assert api.get("/tasks", headers=user.headers).json() == []
+
+
+def test_task_errors_404_and_403(api: Api) -> None:
+    owner, other = api.register(), api.register()
+    task_id = api.upload_ok(owner, SMALL)
+    assert api.get(f"/task/{task_id}", headers=owner.headers).status_code == 200
+    r = api.get(f"/task/{task_id}", headers=other.headers)
+    assert r.status_code == 403 and r.json()["message"]
+    for unknown in ("0123456789abcdef01234567", "not-an-id"):
+        r = api.get(f"/task/{unknown}", headers=owner.headers)
+        assert r.status_code == 404 and unknown in r.json()["message"]
+
+
+def test_tasks_lists_only_the_callers_tasks(api: Api) -> None:
+    alice, bob = api.register(), api.register()
+    mine = {api.upload_ok(alice, SMALL, "a1.csv"), api.upload_ok(alice, SMALL, "a2.csv")}
+    theirs = api.upload_ok(bob, SMALL, "b1.csv")
+    r = api.get("/tasks", headers=alice.headers)
+    assert r.status_code == 200
+    tasks = r.json()
+    assert isinstance(tasks, list)
+    assert {t["task_id"] for t in tasks} == mine
+    for t in tasks:
+        assert {"task_id", "status", "file_path", "user"} <= set(t)
+        assert t["status"] in ("pending", "processing", "done", "failed")
+    assert theirs not in {t["task_id"] for t in tasks}
+    for task_id in mine:
+        api.wait_task(alice, task_id)
+    api.wait_task(bob, theirs)
+
+
+def test_stored_file_uses_a_generated_name(api: Api) -> None:
+    user = api.register()
+    task_id = api.upload_ok(user, SMALL, "../../etc/passwd")
+    task = api.wait_task(user, task_id)
+    assert task["original_name"] == "passwd"
+    assert "/" not in task["file_path"] and ".." not in task["file_path"]

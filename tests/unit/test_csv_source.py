@@ -1,0 +1,261 @@
+"""Unit tests for services/worker/csv_source.py: chunked bytes to CSV records, encodings."""
+
+from __future__ import annotations
+
+import codecs
+import io
+import random
+from collections.abc import Iterator
+
+import pytest
+
+from services.worker.csv_source import MAX_FIELD, ByteStream, choose_encoding, records
+from services.worker.movie_rows import FileRejected
+
+
+def _chunks(data: bytes, sizes: list[int]) -> Iterator[bytes]:
+    """Cuts data into chunks of the given sizes, repeating the list until the data runs out."""
+    pos, i = 0, 0
+    while pos < len(data):
+        size = sizes[i % len(sizes)]
+        yield data[pos : pos + size]
+        pos, i = pos + size, i + 1
+
+
+def _records(data: bytes, utf8_valid: bool = True,
+             sizes: list[int] | None = None) -> list[tuple[int, list[str]]]:
+    return list(records(ByteStream(_chunks(data, sizes or [3])), utf8_valid))
+
+
+def _valid_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# --- ByteStream ---------------------------------------------------------------------------------
+
+def test_bytestream_reads_across_chunks_and_counts_consumed_bytes() -> None:
+    stream = ByteStream(iter([b"ab", b"", b"cde", b"f"]))
+    buffered = io.BufferedReader(stream, 2)
+    assert stream.consumed == 0
+    assert buffered.read(3) == b"abc"
+    assert buffered.read() == b"def"
+    assert stream.consumed == 6
+    assert buffered.read(1) == b""
+    assert stream.consumed == 6
+
+
+def test_bytestream_raw_read_is_a_short_read_within_one_chunk() -> None:
+    stream = ByteStream(iter([b"ab", b"cde"]))
+    assert stream.read(3) == b"ab"
+    assert stream.consumed == 2
+    assert stream.read(3) == b"cde"
+    assert stream.consumed == 5
+
+
+def test_peek_sample_does_not_consume() -> None:
+    stream = ByteStream(iter([b"ab", b"cde", b"f"]))
+    assert stream.peek_sample(4) == b"abcd"
+    assert stream.consumed == 0
+    assert stream.read() == b"abcdef"
+    assert stream.consumed == 6
+
+
+def test_peek_sample_of_a_short_stream_returns_everything() -> None:
+    stream = ByteStream(iter([b"ab", b"c"]))
+    assert stream.peek_sample(100) == b"abc"
+    assert stream.read() == b"abc"
+
+
+def test_consumed_after_records_is_the_file_size() -> None:
+    data = "id,title\n1,Amélie\n2,Heat\n".encode()
+    stream = ByteStream(_chunks(data, [5]))
+    assert len(list(records(stream, True))) == 3
+    assert stream.consumed == len(data)
+
+
+# --- records ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sizes", [[1], [2], [3], [7], [1, 4, 2], [1 << 16]])
+def test_records_survive_any_chunking(sizes: list[int]) -> None:
+    # 'é' (2 bytes), '–' (3 bytes) and '😀' (4 bytes) get cut by the small chunk sizes, and the
+    # quoted field with a comma and a newline spans many chunks.
+    data = ('id,title,overview\r\n'
+            '1,Amélie,"Paris, Montmartre\r\nand a gnome – 😀"\r\n'
+            '2,Heat,"A heist"\r\n').encode()
+    assert _records(data, sizes=sizes) == [
+        (1, ["id", "title", "overview"]),
+        (2, ["1", "Amélie", "Paris, Montmartre\r\nand a gnome – 😀"]),
+        (4, ["2", "Heat", "A heist"]),
+    ]
+
+
+def test_records_cut_inside_a_multibyte_char_at_the_sample_boundary() -> None:
+    # The sample read for detection ends in the middle of 'é'; decoding must still be exact.
+    prefix = b"title\n" + b"x" * (256 * 1024 - 10) + b"\n"
+    data = prefix + "Amélie\n".encode()
+    assert data[256 * 1024 - 1 : 256 * 1024 + 1] == "é".encode()
+    rows = _records(data, sizes=[4096])
+    assert rows[-1] == (3, ["Amélie"])
+
+
+def test_utf8_bom_is_removed_from_the_first_field() -> None:
+    rows = _records(codecs.BOM_UTF8 + b"id,title\n1,Heat\n", sizes=[1])
+    assert rows[0] == (1, ["id", "title"])
+
+
+def test_blank_lines_are_skipped_but_counted() -> None:
+    data = b"id,title\r\n\r\n1,Heat\r\n   \r\n,\r\n\r\n2,Ronin\r\n\r\n"
+    assert _records(data) == [(1, ["id", "title"]), (3, ["1", "Heat"]), (7, ["2", "Ronin"])]
+
+
+def test_line_numbers_are_where_each_record_starts() -> None:
+    data = (b'id,title,overview\n'
+            b'1,A,"one\ntwo\nthree"\n'
+            b'2,"B, the sequel","x"\n'
+            b'3,C,"""quoted"" and\nsplit"\n'
+            b'4,D,\n')
+    assert _records(data) == [
+        (1, ["id", "title", "overview"]),
+        (2, ["1", "A", "one\ntwo\nthree"]),
+        (5, ["2", "B, the sequel", "x"]),
+        (6, ["3", "C", '"quoted" and\nsplit']),
+        (8, ["4", "D", ""]),
+    ]
+
+
+def test_lone_cr_line_endings() -> None:
+    assert _records(b"id,title\r1,Heat\r2,Ronin\r") == [
+        (1, ["id", "title"]), (2, ["1", "Heat"]), (3, ["2", "Ronin"])]
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_other_delimiters_are_detected_from_the_header(delimiter: str) -> None:
+    data = delimiter.join(["id", "title", "genre"]).encode() + b"\n"
+    data += delimiter.join(["1", '"Heat, 1995"', "Crime,Drama"]).encode() + b"\n"
+    assert _records(data) == [(1, ["id", "title", "genre"]),
+                              (2, ["1", "Heat, 1995", "Crime,Drama"])]
+
+
+def test_comma_header_stays_comma_even_with_semicolons_in_rows() -> None:
+    data = b"id,title\n1,A; B\n"
+    assert _records(data) == [(1, ["id", "title"]), (2, ["1", "A; B"])]
+
+
+@pytest.mark.xfail(reason="the delimiter is sniffed from the sample's first physical line, which "
+                          "is blank here, so a semicolon header after blank lines reads as one "
+                          "column", strict=True)
+def test_semicolon_header_after_blank_lines_is_detected() -> None:
+    assert _records(b"\r\n\r\nid;title\r\n1;Heat\r\n") == [(3, ["id", "title"]),
+                                                           (4, ["1", "Heat"])]
+
+
+def test_empty_file_is_rejected() -> None:
+    with pytest.raises(FileRejected, match="no rows"):
+        _records(b"")
+
+
+def test_file_of_blank_lines_has_no_records() -> None:
+    assert _records(b"\n\r\n\n") == []
+
+
+def test_unclosed_quote_beyond_max_field_names_the_line() -> None:
+    data = b'id,title\n1,Heat\n\n2,"Ronin\n3,Alien\n' + b"x" * MAX_FIELD + b"\n4,Up\n"
+    stream = ByteStream(_chunks(data, [65536]))
+    it = records(stream, True)
+    assert next(it) == (1, ["id", "title"])
+    assert next(it) == (2, ["1", "Heat"])
+    with pytest.raises(FileRejected, match=r"line 4\b.*unclosed quote"):
+        next(it)
+
+
+def test_invalid_utf8_after_the_sample_is_rejected_with_a_position() -> None:
+    data = b"id,title\n" + b"1,Heat\n" * 40_000 + b"2,\xff\xfe\n"
+    with pytest.raises(FileRejected, match="not valid utf-8 near byte"):
+        _records(data, utf8_valid=True, sizes=[65536])
+
+
+# --- encodings ----------------------------------------------------------------------------------
+
+TEXT = "id,title,original_language\n1,Amélie,fr\n2,Spirited Away,ja\n3,Your Name.,ja\n"
+EXPECTED = [(1, ["id", "title", "original_language"]), (2, ["1", "Amélie", "fr"]),
+            (3, ["2", "Spirited Away", "ja"]), (4, ["3", "Your Name.", "ja"])]
+
+
+@pytest.mark.parametrize(("data", "encoding"), [
+    (codecs.BOM_UTF8 + TEXT.encode(), "utf-8-sig"),
+    (codecs.BOM_UTF16_LE + TEXT.encode("utf-16-le"), "utf-16"),
+    (codecs.BOM_UTF16_BE + TEXT.encode("utf-16-be"), "utf-16"),
+    (codecs.BOM_UTF32_LE + TEXT.encode("utf-32-le"), "utf-32"),
+    (TEXT.encode("utf-16-le"), "utf-16-le"),
+    (TEXT.encode("utf-16-be"), "utf-16-be"),
+    (TEXT.encode(), "utf-8"),
+])
+def test_encoding_from_bom_or_byte_pattern(data: bytes, encoding: str) -> None:
+    assert choose_encoding(data, _valid_utf8(data)) == encoding
+    assert _records(data, _valid_utf8(data), sizes=[1, 2, 5]) == EXPECTED
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1"])
+def test_western_single_byte_text_is_decoded_correctly(encoding: str) -> None:
+    text = ("id,title,original_language\n1,Amélie,fr\n2,Le Fabuleux Destin,fr\n"
+            "3,Café au lait crème brûlée,fr\n")
+    data = text.encode(encoding)
+    assert not _valid_utf8(data)
+    rows = _records(data, utf8_valid=False, sizes=[2])
+    assert rows[1] == (2, ["1", "Amélie", "fr"])
+    assert rows[3] == (4, ["3", "Café au lait crème brûlée", "fr"])
+
+
+@pytest.mark.xfail(reason="charset_normalizer guesses cp1006/big5/cp1250 for small Western "
+                          "files, so 'Amélie' comes out as mojibake", strict=True)
+def test_small_cp1252_files_are_never_mojibake() -> None:
+    texts = ["title\nAmélie\n", "id,title,original_language\n1,Amélie,fr\n",
+             "title\nAmélie\nLéon\nDéjà vu\n", "title\nSeñor\n"]
+    decoded = []
+    for text in texts:
+        data = text.encode("cp1252")
+        decoded.append([f for _, row in _records(data, utf8_valid=False) for f in row])
+    assert decoded == [[f for line in t.splitlines() for f in line.split(",")] for t in texts]
+
+
+@pytest.mark.xfail(reason="when the 256 KiB sample is pure ASCII, charset_normalizer says "
+                          "'ascii' although the file is known not to be UTF-8, so the first "
+                          "cp1252 byte after the sample rejects the whole file", strict=True)
+def test_cp1252_after_a_long_ascii_start_is_decoded() -> None:
+    data = b"id,title\n" + b"".join(b"%d,Movie %d\n" % (i, i) for i in range(30_000))
+    assert len(data) > 256 * 1024
+    data += "99999,Amélie\n".encode("cp1252")
+    rows = _records(data, utf8_valid=False, sizes=[65536])
+    assert rows[-1] == (30_002, ["99999", "Amélie"])
+
+
+def test_random_binary_with_nul_bytes_is_rejected() -> None:
+    rng = random.Random(1)
+    garbage = bytes(rng.randrange(256) for _ in range(4096))
+    assert b"\x00" in garbage
+    with pytest.raises(FileRejected, match="binary data"):
+        choose_encoding(garbage, False)
+    with pytest.raises(FileRejected, match="binary data"):
+        _records(garbage, utf8_valid=False)
+
+
+def test_png_is_rejected_as_binary() -> None:
+    png = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00\x00\x00\x01\x00\x08\x06\x00\x00"
+           b"\x00\x5c\x72\xa8\x66" + random.Random(2).randbytes(500))
+    with pytest.raises(FileRejected, match="binary data"):
+        choose_encoding(png, False)
+
+
+def test_control_bytes_without_nuls_are_rejected_as_binary() -> None:
+    data = bytes(range(1, 32)) * 20 + b"id,title\n"
+    with pytest.raises(FileRejected, match="binary data"):
+        choose_encoding(data, False)
+
+
+def test_a_few_control_bytes_in_text_are_tolerated() -> None:
+    data = b"id,title\n" + b"1,Heat\x0c\n" * 3 + b"2,Ronin\n" * 100
+    assert choose_encoding(data, True) == "utf-8"
