@@ -81,14 +81,14 @@ def test_consumed_after_records_is_the_file_size() -> None:
 
 @pytest.mark.parametrize("sizes", [[1], [2], [3], [7], [1, 4, 2], [1 << 16]])
 def test_records_survive_any_chunking(sizes: list[int]) -> None:
-    # 'é' (2 bytes), '–' (3 bytes) and '😀' (4 bytes) get cut by the small chunk sizes, and the
+    # 'é' (2 bytes), '\u2013' (3 bytes) and '😀' (4 bytes) get cut by the small chunk sizes, and the
     # quoted field with a comma and a newline spans many chunks.
     data = ('id,title,overview\r\n'
-            '1,Amélie,"Paris, Montmartre\r\nand a gnome – 😀"\r\n'
+            '1,Amélie,"Paris, Montmartre\r\nand a gnome \u2013 😀"\r\n'
             '2,Heat,"A heist"\r\n').encode()
     assert _records(data, sizes=sizes) == [
         (1, ["id", "title", "overview"]),
-        (2, ["1", "Amélie", "Paris, Montmartre\r\nand a gnome – 😀"]),
+        (2, ["1", "Amélie", "Paris, Montmartre\r\nand a gnome \u2013 😀"]),
         (4, ["2", "Heat", "A heist"]),
     ]
 
