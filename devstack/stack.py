@@ -8,6 +8,7 @@ logged.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -186,7 +187,8 @@ class Stack:
                 self.procs[proc.name] = proc
                 self._spawn(proc)
                 _wait(proc.name, proc.ready, proc.ready_timeout, proc)
-                self.log("stack", f"{proc.name} ready (pid {proc.popen.pid if proc.popen else '-'})")
+                pid = proc.popen.pid if proc.popen else "-"
+                self.log("stack", f"{proc.name} ready (pid {pid})")
         except BaseException:
             self.stop()
             raise
@@ -277,14 +279,10 @@ def _reap_group(popen: subprocess.Popen[bytes] | None) -> None:
     """Kills whatever is left in the process's group (e.g. Celery pool children)."""
     if popen is None:
         return
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(popen.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         popen.wait(5)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def _settings_from(env: dict[str, str]) -> Settings:

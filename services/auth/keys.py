@@ -25,7 +25,8 @@ class SigningKey:
 def _thumbprint(jwk: dict[str, Any]) -> str:
     """RFC 7638 JWK thumbprint: a stable `kid` derived from the public key itself."""
     canonical = json.dumps({k: jwk[k] for k in ("e", "kty", "n")}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+    digest = hashlib.sha256(canonical.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def load_or_create(path: Path) -> SigningKey:

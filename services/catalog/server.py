@@ -82,7 +82,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
 
     def ListMovies(self, request: catalog_pb2.ListMoviesRequest, context: grpc.ServicerContext
                    ) -> catalog_pb2.ListMoviesResponse:
-        page = self._service.list(_query(request), with_total=True)
+        page = self._service.browse(_query(request), with_total=True)
         return catalog_pb2.ListMoviesResponse(
             movies=[proto_from_doc(d) for d in page.movies],
             total_size=page.total_size or 0,
@@ -91,7 +91,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
 
     def ListMoviesJson(self, request: catalog_pb2.ListMoviesRequest,
                        context: grpc.ServicerContext) -> httpbody_pb2.HttpBody:
-        page = self._service.list(_query(request), with_total=False)
+        page = self._service.browse(_query(request), with_total=False)
         if page.next_page_token:
             context.send_initial_metadata((("x-next-page-token", page.next_page_token),))
         return json_body([rest_json(d) for d in page.movies])

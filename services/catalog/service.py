@@ -103,7 +103,8 @@ def _after(field: str, value: Any, last_id: str, descending: bool) -> dict[str, 
     if value is None:
         same = {field: None, "_id": {tie: last_id}}
         return same if descending else {"$or": [same, {field: {"$ne": None}}]}
-    clauses: list[dict[str, Any]] = [{field: {beyond: value}}, {field: value, "_id": {tie: last_id}}]
+    clauses: list[dict[str, Any]] = [{field: {beyond: value}},
+                                     {field: value, "_id": {tie: last_id}}]
     if descending:
         clauses.append({field: None})
     return {"$or": clauses}
@@ -113,7 +114,7 @@ class CatalogService:
     def __init__(self, movies: MovieRepository) -> None:
         self._movies = movies
 
-    def list(self, q: MovieQuery, *, with_total: bool) -> MoviePage:
+    def browse(self, q: MovieQuery, *, with_total: bool) -> MoviePage:
         field = SORT_FIELDS[q.sort_field]
         direction = -1 if q.sort_order == "desc" else 1
         sort = [(field, direction), ("_id", direction)]

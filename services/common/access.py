@@ -71,7 +71,8 @@ class AccessInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        metadata = {k: v for k, v in handler_call_details.invocation_metadata or () if isinstance(v, str)}
+        metadata = {k: v for k, v in handler_call_details.invocation_metadata or ()
+                    if isinstance(v, str)}
         rid = metadata.get("x-request-id") or uuid.uuid4().hex[:16]
         try:
             caller = self._authorize(method, metadata)

@@ -23,7 +23,8 @@ class _ServiceKey(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterc
 
     def _details(self, details: Any) -> Any:
         # grpc passes a namedtuple here (grpc._interceptor._ClientCallDetails).
-        return details._replace(metadata=[*(details.metadata or ()), (SERVICE_KEY_HEADER, self._key)])
+        metadata = [*(details.metadata or ()), (SERVICE_KEY_HEADER, self._key)]
+        return details._replace(metadata=metadata)
 
     def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return continuation(self._details(details), request)
@@ -50,6 +51,7 @@ def jwks_verifier(settings: Settings) -> TokenVerifier:
 
     def fetch() -> list[dict[str, Any]]:
         response = stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=5)
-        return [json_format.MessageToDict(k, preserving_proto_field_name=True) for k in response.keys]
+        return [json_format.MessageToDict(k, preserving_proto_field_name=True)
+                for k in response.keys]
 
     return TokenVerifier(fetch, settings.jwt_issuer, settings.jwt_audience)

@@ -1,4 +1,4 @@
-"""The MongoDB client each service opens once; each service then touches only its own collections."""
+"""The MongoDB client each service opens once; a service touches only its own collections."""
 
 from __future__ import annotations
 

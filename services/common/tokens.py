@@ -45,7 +45,8 @@ class TokenVerifier:
 
     def _key(self, kid: str) -> Any:
         with self._lock:
-            if kid not in self._keys and time.monotonic() - self._fetched_at > self._refetch_interval:
+            stale = time.monotonic() - self._fetched_at > self._refetch_interval
+            if kid not in self._keys and stale:
                 self._fetched_at = time.monotonic()
                 self._keys = {k["kid"]: jwt.PyJWK(k).key for k in self._fetch_jwks()}
             return self._keys.get(kid)

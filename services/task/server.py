@@ -59,12 +59,12 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
 
     def ListTasks(self, request: task_pb2.ListTasksRequest, context: grpc.ServicerContext
                   ) -> task_pb2.ListTasksResponse:
-        tasks = self._service.list(current_caller().user_id)
+        tasks = self._service.list_tasks(current_caller().user_id)
         return task_pb2.ListTasksResponse(tasks=[to_proto(t) for t in tasks])
 
     def ListTasksJson(self, request: task_pb2.ListTasksRequest, context: grpc.ServicerContext
                       ) -> httpbody_pb2.HttpBody:
-        tasks = self._service.list(current_caller().user_id)
+        tasks = self._service.list_tasks(current_caller().user_id)
         return json_body([_rest_json(to_proto(t)) for t in tasks])
 
     def WatchTask(self, request: task_pb2.WatchTaskRequest, context: grpc.ServicerContext

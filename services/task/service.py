@@ -41,7 +41,7 @@ class TaskService:
             raise PermissionDenied("this task belongs to another user")
         return task
 
-    def list(self, user: str) -> list[dict[str, Any]]:
+    def list_tasks(self, user: str) -> list[dict[str, Any]]:
         return self._repo.list_for_user(user)
 
     def cancel(self, task_id: str, user: str) -> dict[str, Any]:

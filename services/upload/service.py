@@ -80,8 +80,10 @@ class UploadService:
             log.info("upload aborted", extra={"file_id": file_id, "bytes": size})
             raise
         name = display_name(filename)
-        record = {"_id": file_id, "owner": owner, "original_name": name, "file_path": file_path,
-                  "size_bytes": size, "sha256": sha.hexdigest(), "utf8_valid": utf8_valid}
+        record: dict[str, Any] = {
+            "_id": file_id, "owner": owner, "original_name": name, "file_path": file_path,
+            "size_bytes": size, "sha256": sha.hexdigest(), "utf8_valid": utf8_valid,
+        }
         self._files.add(record)
         try:
             task_id = self._create_task(record)

@@ -81,8 +81,16 @@ def choose_encoding(sample: bytes, utf8_valid: bool) -> str:
         raise FileRejected("not a CSV text file: it contains binary data (control bytes)")
     if utf8_valid:
         return "utf-8"
+    # Not UTF-8 somewhere in the file. Western exports are nearly always Windows-1252 (a
+    # superset of Latin-1's printable range); detectors misjudge short samples, so prefer it
+    # whenever it decodes, and ask the detector only otherwise (e.g. Shift-JIS, GBK).
+    try:
+        sample.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        pass
     best = charset_normalizer.from_bytes(sample).best()
-    if best is None:
+    if best is None or best.encoding in ("ascii", "utf_8"):
         raise FileRejected("the text is not UTF-8 and its encoding could not be recognised: "
                            "save the file as UTF-8 and upload it again")
     return best.encoding
@@ -100,7 +108,7 @@ def records(stream: ByteStream, utf8_valid: bool) -> Iterator[tuple[int, list[st
     sample = stream.peek_sample()
     encoding = choose_encoding(sample, utf8_valid)
     head = sample.decode(encoding, errors="ignore").lstrip("\ufeff")
-    delimiter = _delimiter(head.splitlines()[0] if head.strip() else "")
+    delimiter = _delimiter(next((line for line in head.splitlines() if line.strip()), ""))
     text = io.TextIOWrapper(io.BufferedReader(stream, 1 << 16), encoding=encoding,
                             errors="strict", newline="")
     reader = csv.reader(text, delimiter=delimiter)

@@ -29,6 +29,7 @@ MAX_TITLE = 500
 MAX_TEXT = 20_000
 MAX_ID = 100
 MAX_EXTRA_COLUMNS = 50
+MAX_VOTE_COUNT = 2**53  # stored as a number: keep it exact in JSON and int64
 DATE_FORMATS = ("%Y/%m/%d", "%d.%m.%Y", "%Y%m%d")
 
 
@@ -145,8 +146,10 @@ def parse_row(header: Header, values: list[str]) -> dict[str, Any]:
     if vote_average is not None and not 0 <= vote_average <= 10:
         raise RowRejected(f"vote_average {vote_average} is outside 0-10")
     vote_count = _number("vote_count", row.get("vote_count", ""))
-    if vote_count is not None and (vote_count < 0 or vote_count != int(vote_count)):
-        raise RowRejected(f"vote_count {row['vote_count'][:40]!r} is not a whole number >= 0")
+    if vote_count is not None and (not 0 <= vote_count <= MAX_VOTE_COUNT
+                                   or vote_count != int(vote_count)):
+        raise RowRejected(f"vote_count {row['vote_count'][:40]!r} is not a whole number from 0 "
+                          f"to {MAX_VOTE_COUNT}")
     language = row.get("original_language", "").lower()
     if len(language) > 20:
         raise RowRejected("original_language is longer than 20 characters")

@@ -65,7 +65,8 @@ def test_list_movies_carries_total_and_page_tokens(gateway_channel: grpc.Channel
                                metadata=user.metadata)
     assert first.total_size >= 20 and len(first.movies) == 20 and first.next_page_token
     # Walking by token gives exactly what page/limit gives.
-    by_token, token = [], ""
+    by_token: list[str] = []
+    token = ""
     while True:
         page = catalog.ListMovies(catalog_pb2.ListMoviesRequest(
             language="fr", limit=20, sort_field="rating", page_token=token),
@@ -138,5 +139,6 @@ def test_grpcurl_reflection_against_each_service(stack: Stack, service: str) -> 
     listed = _grpcurl(f"127.0.0.1:{stack.ports[service]}", "list")
     assert f"marquee.{service}.v1." in listed
     assert "grpc.health.v1.Health" in listed
-    health = json.loads(_grpcurl(f"127.0.0.1:{stack.ports[service]}", "grpc.health.v1.Health/Check"))
+    health = json.loads(_grpcurl(f"127.0.0.1:{stack.ports[service]}",
+                                 "grpc.health.v1.Health/Check"))
     assert health["status"] == "SERVING"

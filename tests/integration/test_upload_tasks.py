@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import requests
 
 from tests.integration.conftest import TEST_MAX_UPLOAD, Api
@@ -81,7 +83,7 @@ def test_chunked_upload_over_the_limit_is_413(api: Api) -> None:
     user = api.register()
     boundary = "XyZ"
 
-    def body() -> object:
+    def body() -> Iterator[bytes]:
         yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
                f"filename=\"big.csv\"\r\n\r\n").encode()
         for _ in range(TEST_MAX_UPLOAD // (1 << 20) + 2):

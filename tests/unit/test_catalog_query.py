@@ -191,7 +191,7 @@ def _docs(n: int) -> list[dict[str, Any]]:
 def test_list_by_page_asks_for_one_more_and_returns_a_token_for_the_last_movie() -> None:
     movies = RecordingMovies(_docs(4))
     q = _validate(page=2, limit=3, year=2000, sort_field="rating", sort_order="desc")
-    page = CatalogService(cast(MovieRepository, movies)).list(q, with_total=True)
+    page = CatalogService(cast(MovieRepository, movies)).browse(q, with_total=True)
     assert movies.calls[0] == ("find_page", {"release_year": 2000},
                                [("vote_average", -1), ("_id", -1)], 3, 4)
     assert movies.calls[1] == ("count", {"release_year": 2000})
@@ -202,7 +202,7 @@ def test_list_by_page_asks_for_one_more_and_returns_a_token_for_the_last_movie()
 
 def test_list_last_page_has_no_token_and_no_total_unless_asked() -> None:
     movies = RecordingMovies(_docs(2))
-    page = CatalogService(cast(MovieRepository, movies)).list(_validate(limit=3),
+    page = CatalogService(cast(MovieRepository, movies)).browse(_validate(limit=3),
                                                              with_total=False)
     assert page.next_page_token == ""
     assert page.total_size is None
@@ -213,7 +213,7 @@ def test_list_with_token_ignores_page_and_adds_the_keyset_clause() -> None:
     q = _validate(language="ja", sort_field="rating", limit=2)
     token = _encode_token(q, {"_id": "129", "vote_average": 8.5})
     movies = RecordingMovies(_docs(1))
-    CatalogService(cast(MovieRepository, movies)).list(replace(q, page=5, page_token=token),
+    CatalogService(cast(MovieRepository, movies)).browse(replace(q, page=5, page_token=token),
                                                       with_total=False)
     _, query, sort, skip, limit = movies.calls[0]
     assert query == {"$and": [{"original_language": "ja"},

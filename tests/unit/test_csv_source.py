@@ -145,9 +145,6 @@ def test_comma_header_stays_comma_even_with_semicolons_in_rows() -> None:
     assert _records(data) == [(1, ["id", "title"]), (2, ["1", "A; B"])]
 
 
-@pytest.mark.xfail(reason="the delimiter is sniffed from the sample's first physical line, which "
-                          "is blank here, so a semicolon header after blank lines reads as one "
-                          "column", strict=True)
 def test_semicolon_header_after_blank_lines_is_detected() -> None:
     assert _records(b"\r\n\r\nid;title\r\n1;Heat\r\n") == [(3, ["id", "title"]),
                                                            (4, ["1", "Heat"])]
@@ -210,8 +207,6 @@ def test_western_single_byte_text_is_decoded_correctly(encoding: str) -> None:
     assert rows[3] == (4, ["3", "Café au lait crème brûlée", "fr"])
 
 
-@pytest.mark.xfail(reason="charset_normalizer guesses cp1006/big5/cp1250 for small Western "
-                          "files, so 'Amélie' comes out as mojibake", strict=True)
 def test_small_cp1252_files_are_never_mojibake() -> None:
     texts = ["title\nAmélie\n", "id,title,original_language\n1,Amélie,fr\n",
              "title\nAmélie\nLéon\nDéjà vu\n", "title\nSeñor\n"]
@@ -222,9 +217,6 @@ def test_small_cp1252_files_are_never_mojibake() -> None:
     assert decoded == [[f for line in t.splitlines() for f in line.split(",")] for t in texts]
 
 
-@pytest.mark.xfail(reason="when the 256 KiB sample is pure ASCII, charset_normalizer says "
-                          "'ascii' although the file is known not to be UTF-8, so the first "
-                          "cp1252 byte after the sample rejects the whole file", strict=True)
 def test_cp1252_after_a_long_ascii_start_is_decoded() -> None:
     data = b"id,title\n" + b"".join(b"%d,Movie %d\n" % (i, i) for i in range(30_000))
     assert len(data) > 256 * 1024
