@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReplaceOne
+from pymongo import ASCENDING, ReplaceOne
 from pymongo.database import Database
 
 # (filters) x (sort field): each list route's query is served by one of these indexes, ties
@@ -19,6 +19,10 @@ INDEXES = [
 ]
 
 
+def index_name(keys: list[str]) -> str:
+    return "browse_" + "_".join(keys)
+
+
 class MovieRepository:
     def __init__(self, db: Database) -> None:
         self._movies = db["catalog_movies"]
@@ -26,7 +30,7 @@ class MovieRepository:
     def ensure_indexes(self) -> None:
         for keys in INDEXES:
             self._movies.create_index([(k, ASCENDING) for k in keys] + [("_id", ASCENDING)],
-                                      name="browse_" + "_".join(keys))
+                                      name=index_name(keys))
 
     def upsert_many(self, docs: list[dict[str, Any]]) -> tuple[int, int]:
         """Replaces each movie by `_id` (inserting new ones). Returns (inserted, updated)."""
@@ -50,8 +54,8 @@ class MovieRepository:
     def get(self, movie_id: str) -> dict[str, Any] | None:
         return self._movies.find_one({"_id": movie_id}, {"updated_at": 0})
 
-    def explain(self, query: dict[str, Any], sort: list[tuple[str, int]]) -> dict[str, Any]:
-        return self._movies.find(query).sort(sort).limit(1).explain()
+    def explain(self, query: dict[str, Any], sort: list[tuple[str, int]],
+                hint: str | None = None) -> dict[str, Any]:
+        cursor = self._movies.find(query).sort(sort).limit(50)
+        return (cursor.hint(hint) if hint else cursor).explain()
 
-
-__all__ = ["ASCENDING", "DESCENDING", "INDEXES", "SORT_FIELDS", "MovieRepository"]

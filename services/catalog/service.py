@@ -97,17 +97,17 @@ def _decode_token(q: MovieQuery) -> tuple[Any, str]:
     return value, last_id
 
 
-def _after(field: str, value: Any, last_id: str, descending: bool) -> dict[str, Any]:
-    """Documents after (value, last_id) in the order (field, _id), where null sorts lowest."""
-    beyond, tie = ("$lt", "$lt") if descending else ("$gt", "$gt")
+def _segments_after(field: str, value: Any, last_id: str, descending: bool
+                    ) -> list[dict[str, Any]]:
+    """Queries for the documents after (value, last_id) in the order (field, _id), null lowest,
+    to be read one after the other. Each is an equality or a plain range on `field` (no $or),
+    so an index on (filters..., field, _id) seeks straight to the position."""
+    tie, beyond = ("$lt", "$lt") if descending else ("$gt", "$gt")
     if value is None:
-        same = {field: None, "_id": {tie: last_id}}
-        return same if descending else {"$or": [same, {field: {"$ne": None}}]}
-    clauses: list[dict[str, Any]] = [{field: {beyond: value}},
-                                     {field: value, "_id": {tie: last_id}}]
-    if descending:
-        clauses.append({field: None})
-    return {"$or": clauses}
+        in_nulls = {field: None, "_id": {tie: last_id}}
+        return [in_nulls] if descending else [in_nulls, {field: {"$ne": None}}]
+    segments = [{field: value, "_id": {tie: last_id}}, {field: {beyond: value}}]
+    return [*segments, {field: None}] if descending else segments
 
 
 class CatalogService:
@@ -119,13 +119,17 @@ class CatalogService:
         direction = -1 if q.sort_order == "desc" else 1
         sort = [(field, direction), ("_id", direction)]
         filters = _filters(q)
-        query, skip = filters, (q.page - 1) * q.limit
+        # One extra document tells whether there is a next page.
+        wanted = q.limit + 1
         if q.page_token:
             value, last_id = _decode_token(q)
-            query = {"$and": [filters, _after(field, value, last_id, direction < 0)]}
-            skip = 0
-        # One extra document tells whether there is a next page.
-        docs = self._movies.find_page(query, sort, skip, q.limit + 1)
+            docs: list[dict[str, Any]] = []
+            for segment in _segments_after(field, value, last_id, direction < 0):
+                if len(docs) < wanted:
+                    docs += self._movies.find_page({**filters, **segment}, sort, 0,
+                                                   wanted - len(docs))
+        else:
+            docs = self._movies.find_page(filters, sort, (q.page - 1) * q.limit, wanted)
         more = len(docs) > q.limit
         docs = docs[: q.limit]
         token = _encode_token(q, docs[-1]) if more and docs else ""

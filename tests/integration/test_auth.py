@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import stat
 import time
 import uuid
 
 import jwt
 import pytest
 
+from devstack.stack import Stack
 from tests.integration.conftest import Api
 
 
@@ -130,3 +132,9 @@ def test_protected_routes_refuse_missing_bad_and_forged_tokens(api: Api) -> None
             assert r.status_code == 401, (path, headers, r.text)
             assert r.json()["message"]
     assert api.get("/movies", headers=user.headers).status_code == 200
+
+
+def test_signing_key_is_created_private(stack: Stack) -> None:
+    key = stack.data_dir / "keys" / "jwt-private.pem"
+    assert key.exists()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600

@@ -17,9 +17,9 @@ from services.catalog.service import (
     MAX_PAGE,
     CatalogService,
     MovieQuery,
-    _after,
     _decode_token,
     _encode_token,
+    _segments_after,
     validate,
 )
 from services.common.errors import InvalidArgument
@@ -139,32 +139,32 @@ def test_garbage_token_is_refused(token: str) -> None:
 
 # --- keyset clauses -----------------------------------------------------------------------------
 
-def test_after_ascending() -> None:
-    assert _after("vote_average", 8.7, "278", descending=False) == {"$or": [
-        {"vote_average": {"$gt": 8.7}},
+def test_after_ascending_ties_then_greater_values() -> None:
+    assert _segments_after("vote_average", 8.7, "278", descending=False) == [
         {"vote_average": 8.7, "_id": {"$gt": "278"}},
-    ]}
+        {"vote_average": {"$gt": 8.7}},
+    ]
 
 
-def test_after_descending_includes_nulls_which_sort_last() -> None:
+def test_after_descending_ties_then_smaller_values_then_the_nulls_which_sort_last() -> None:
     day = datetime(1994, 9, 23)
-    assert _after("release_date", day, "278", descending=True) == {"$or": [
-        {"release_date": {"$lt": day}},
+    assert _segments_after("release_date", day, "278", descending=True) == [
         {"release_date": day, "_id": {"$lt": "278"}},
+        {"release_date": {"$lt": day}},
         {"release_date": None},
-    ]}
+    ]
 
 
 def test_after_ascending_from_null_continues_with_nulls_then_all_values() -> None:
-    assert _after("vote_average", None, "278", descending=False) == {"$or": [
+    assert _segments_after("vote_average", None, "278", descending=False) == [
         {"vote_average": None, "_id": {"$gt": "278"}},
         {"vote_average": {"$ne": None}},
-    ]}
+    ]
 
 
 def test_after_descending_from_null_only_has_later_nulls() -> None:
-    assert _after("vote_average", None, "278", descending=True) == {
-        "vote_average": None, "_id": {"$lt": "278"}}
+    assert _segments_after("vote_average", None, "278", descending=True) == [
+        {"vote_average": None, "_id": {"$lt": "278"}}]
 
 
 # --- list() wiring, with a stub that records calls (it does not evaluate queries) ---------------
@@ -216,7 +216,7 @@ def test_list_with_token_ignores_page_and_adds_the_keyset_clause() -> None:
     CatalogService(cast(MovieRepository, movies)).browse(replace(q, page=5, page_token=token),
                                                       with_total=False)
     _, query, sort, skip, limit = movies.calls[0]
-    assert query == {"$and": [{"original_language": "ja"},
-                              _after("vote_average", 8.5, "129", descending=False)]}
+    assert query == {"original_language": "ja",
+                     **_segments_after("vote_average", 8.5, "129", descending=False)[0]}
     assert sort == [("vote_average", 1), ("_id", 1)]
     assert (skip, limit) == (0, 3)
