@@ -180,7 +180,7 @@ class Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.log_to:
             self.log_to.mkdir(parents=True, exist_ok=True)
-        (self.data_dir / "envoy.yaml").write_text(render(self.settings, self.env))
+        (self.data_dir / "envoy.yaml").write_text(render(self.settings))
         self.settings.service_key()  # created once, before the services race to create it
         try:
             for proc in self._define():

@@ -1,13 +1,11 @@
 """Renders the Envoy config from `envoy.yaml.tmpl`: `python -m gateway.render OUT`.
 
-Settings (environment): GATEWAY_HOST/GATEWAY_PORT (listener, default 127.0.0.1:8000),
-GATEWAY_ADMIN_PORT (default 9901), the services' *_ADDR, MAX_UPLOAD_BYTES, JWT_ISSUER,
-JWT_AUDIENCE, and DESCRIPTOR_SET (default build/gen/marquee.pb).
+Uses the gateway settings (GATEWAY_HOST, GATEWAY_PORT, GATEWAY_ADMIN_PORT, DESCRIPTOR_SET), the
+services' *_ADDR, MAX_UPLOAD_BYTES, JWT_ISSUER and JWT_AUDIENCE.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from string import Template
@@ -47,11 +45,9 @@ def _cluster(name: str, addr: str) -> str:
               socket_address: {{address: {host}, port_value: {port}}}"""
 
 
-def render(settings: Settings, env: dict[str, str]) -> str:
-    listen_host = env.get("GATEWAY_HOST", "127.0.0.1")
-    listen_port = env.get("GATEWAY_PORT", "8000")
+def render(settings: Settings) -> str:
+    listen_host, listen_port = settings.gateway_host, settings.gateway_port
     self_host = "127.0.0.1" if listen_host in ("0.0.0.0", "::") else listen_host
-    descriptor = Path(env.get("DESCRIPTOR_SET", "build/gen/marquee.pb")).resolve()
     internal = "\n".join(
         f"""              - match: {{path: "{m}"}}
                 direct_response: {{status: 404}}""" for m in INTERNAL_METHODS
@@ -61,14 +57,14 @@ def render(settings: Settings, env: dict[str, str]) -> str:
         ("task", settings.task_addr), ("catalog", settings.catalog_addr),
     ))
     return Template(TEMPLATE.read_text()).substitute(
-        ADMIN_PORT=env.get("GATEWAY_ADMIN_PORT", "9901"),
+        ADMIN_PORT=settings.gateway_admin_port,
         LISTEN_HOST=listen_host,
         LISTEN_PORT=listen_port,
         SELF_HOST=self_host,
         SELF_PORT=listen_port,
         SELF_ADDR=f"{self_host}:{listen_port}",
         MAX_REQUEST_BYTES=settings.max_upload_bytes + MULTIPART_OVERHEAD,
-        DESCRIPTOR=str(descriptor),
+        DESCRIPTOR=str(settings.descriptor_set),
         JWT_ISSUER=settings.jwt_issuer,
         JWT_AUDIENCE=settings.jwt_audience,
         INTERNAL_ROUTES=internal,
@@ -79,7 +75,7 @@ def render(settings: Settings, env: dict[str, str]) -> str:
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("build/envoy.yaml")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(Settings.from_env(), dict(os.environ)))
+    out.write_text(render(Settings.from_env()))
     print(out)
 
 

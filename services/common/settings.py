@@ -54,6 +54,12 @@ class Settings:
     task_lease_seconds: int
     bcrypt_rounds: int
     job_visibility_timeout_seconds: int
+    worker_concurrency: int
+    worker_name: str
+    gateway_host: str
+    gateway_port: int
+    gateway_admin_port: int
+    descriptor_set: Path
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -85,6 +91,12 @@ class Settings:
             task_lease_seconds=_int("TASK_LEASE_SECONDS", 60),
             bcrypt_rounds=_int("BCRYPT_ROUNDS", 12),
             job_visibility_timeout_seconds=_int("JOB_VISIBILITY_TIMEOUT_SECONDS", 300),
+            worker_concurrency=_int("WORKER_CONCURRENCY", 1),
+            worker_name=env("WORKER_NAME", "marquee@%h"),
+            gateway_host=env("GATEWAY_HOST", "127.0.0.1"),
+            gateway_port=_int("GATEWAY_PORT", 8000),
+            gateway_admin_port=_int("GATEWAY_ADMIN_PORT", 9901),
+            descriptor_set=Path(env("DESCRIPTOR_SET", "build/gen/marquee.pb")).resolve(),
         )
 
     def service_key(self) -> str:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
-
-from services.worker.app import app
+from services.worker.app import app, settings
 
 
 def main() -> None:
     app.worker_main([
         "worker",
-        "--loglevel", os.environ.get("LOG_LEVEL", "INFO"),
-        "--concurrency", os.environ.get("WORKER_CONCURRENCY", "1"),
-        "--hostname", os.environ.get("WORKER_NAME", "marquee@%h"),
+        "--loglevel", settings.log_level,
+        "--concurrency", str(settings.worker_concurrency),
+        "--hostname", settings.worker_name,
         "--without-gossip", "--without-mingle",
     ])
 

@@ -310,7 +310,7 @@ def test_worker_healthcheck_pings_the_workers_own_node_name() -> None:
     match = re.search(r"inspect ping .*--destination (\S+)@\$\$\(cat /proc/sys/kernel/hostname\)",
                       check)
     assert match, check
-    tree = ast.parse((ROOT / "services" / "worker" / "__main__.py").read_text())
+    tree = ast.parse((ROOT / "services" / "common" / "settings.py").read_text())
     defaults = [n.args[1].value for n in ast.walk(tree)
                 if isinstance(n, ast.Call) and len(n.args) == 2
                 and isinstance(n.args[0], ast.Constant) and n.args[0].value == "WORKER_NAME"
@@ -354,7 +354,7 @@ def test_rendered_envoy_config_matches_the_network(
     monkeypatch.chdir(tmp_path)  # no .env from the working tree
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    config = yaml.safe_load(render(Settings.from_env(), env))
+    config = yaml.safe_load(render(Settings.from_env()))
 
     admin = config["admin"]["address"]["socket_address"]
     assert admin["port_value"] == int(env["GATEWAY_ADMIN_PORT"])
