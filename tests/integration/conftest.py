@@ -3,6 +3,8 @@ Envoy), started once per test session on free loopback ports, and clients that d
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,7 +20,26 @@ from devstack.stack import Stack, free_port
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 TMDB = DATA / "tmdb-top10k.csv"
-TEST_MAX_UPLOAD = 8 * 1024 * 1024
+TEST_MAX_UPLOAD = 16 * 1024 * 1024
+
+
+def tmdb_rows() -> list[list[str]]:
+    with open(TMDB, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+def generated_csv(rows: int, id_base: int) -> bytes:
+    """`rows` TMDB movies (repeated as needed) under fresh ids id_base, id_base+1, ..."""
+    source = tmdb_rows()
+    header, body = source[0], source[2:]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for i in range(rows):
+        row = list(body[i % len(body)])
+        row[0] = str(id_base + i)
+        writer.writerow(row)
+    return out.getvalue().encode()
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +48,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     names = ("gateway", "gateway_admin", "auth", "upload", "task", "catalog", "mongo", "redis")
     s = Stack(data_dir, ports={n: free_port() for n in names}, log_to=data_dir / "logs",
               extra_env={"BCRYPT_ROUNDS": "4", "MAX_UPLOAD_BYTES": str(TEST_MAX_UPLOAD),
+                         # Short leases so that lost workers are noticed within seconds.
+                         "TASK_LEASE_SECONDS": "6", "WORKER_CONCURRENCY": "2",
                          # With MONGO_URI/REDIS_URL set, the same tests run on real servers.
                          "MONGO_DB": f"marquee_test_{uuid.uuid4().hex[:8]}"})
     s.start()
