@@ -13,13 +13,14 @@ from services.common.settings import Settings
 from services.upload.repository import FileRepository
 from services.upload.server import POLICY, UploadServicer
 from services.upload.service import INGEST_CSV, UploadService
-from services.upload.storage import LocalStorage
+from services.upload.storage import open_storage
 
 
 def main() -> None:
     settings = Settings.from_env()
     logs.configure("upload", settings.log_level)
-    files = FileRepository(mongo.connect(settings, "upload"))
+    db = mongo.connect(settings, "upload")
+    files = FileRepository(db)
     files.ensure_indexes()
     tasks = task_pb2_grpc.TaskServiceStub(internal_channel(settings.task_addr, settings))
 
@@ -31,8 +32,8 @@ def main() -> None:
         ), timeout=30)
         return task.task_id
 
-    service = UploadService(files, LocalStorage(settings.upload_dir), create_task,
-                            settings.max_upload_bytes)
+    storage = open_storage(settings.upload_storage, settings.upload_dir, db)
+    service = UploadService(files, storage, create_task, settings.max_upload_bytes)
     serve(
         name="upload",
         listen=settings.grpc_listen or settings.upload_addr,

@@ -13,7 +13,7 @@ from typing import Any
 
 from services.common.errors import InvalidArgument, NotFound, TooLarge, Unavailable
 from services.upload.repository import FileRepository
-from services.upload.storage import LocalStorage
+from services.upload.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def display_name(client_name: str) -> str:
 
 
 class UploadService:
-    def __init__(self, files: FileRepository, storage: LocalStorage, create_task: CreateTask,
+    def __init__(self, files: FileRepository, storage: Storage, create_task: CreateTask,
                  max_bytes: int) -> None:
         self._files = files
         self._storage = storage

@@ -21,6 +21,7 @@ from devstack.stack import Stack, free_port
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 TMDB = DATA / "tmdb-top10k.csv"
 TEST_MAX_UPLOAD = 16 * 1024 * 1024
+STORAGES = ["local", "gridfs"]
 
 
 def tmdb_rows() -> list[list[str]]:
@@ -42,16 +43,20 @@ def generated_csv(rows: int, id_base: int) -> bytes:
     return out.getvalue().encode()
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    data_dir = tmp_path_factory.mktemp("marquee")
+@pytest.fixture(scope="session", params=["local"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[Stack]:
+    """One stack per storage backend; modules that concern stored files run on both with
+    `pytestmark = pytest.mark.parametrize("stack", STORAGES, indirect=True)`."""
+    data_dir = tmp_path_factory.mktemp(f"marquee-{request.param}")
     names = ("gateway", "gateway_admin", "auth", "upload", "task", "catalog", "mongo", "redis")
     s = Stack(data_dir, ports={n: free_port() for n in names}, log_to=data_dir / "logs",
               extra_env={"BCRYPT_ROUNDS": "4", "MAX_UPLOAD_BYTES": str(TEST_MAX_UPLOAD),
                          # Short leases so that lost workers are noticed within seconds.
                          "TASK_LEASE_SECONDS": "6", "WORKER_CONCURRENCY": "2",
                          # With MONGO_URI/REDIS_URL set, the same tests run on real servers.
-                         "MONGO_DB": f"marquee_test_{uuid.uuid4().hex[:8]}"})
+                         "MONGO_DB": f"marquee_test_{uuid.uuid4().hex[:8]}",
+                         "UPLOAD_STORAGE": request.param})
     s.start()
     print(f"\nstack logs: {data_dir / 'logs'}")
     yield s

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import pytest
 import requests
+from pymongo import MongoClient
 
-from tests.integration.conftest import TEST_MAX_UPLOAD, Api
+from devstack.stack import Stack
+from tests.integration.conftest import STORAGES, TEST_MAX_UPLOAD, Api
+
+pytestmark = pytest.mark.parametrize("stack", STORAGES, indirect=True)
 
 SMALL = (b"id,title,genre,original_language,overview,popularity,release_date,vote_average,"
          b"vote_count\n"
@@ -135,3 +140,23 @@ def test_stored_file_uses_a_generated_name(api: Api) -> None:
     task = api.wait_task(user, task_id)
     assert task["original_name"] == "passwd"
     assert "/" not in task["file_path"] and ".." not in task["file_path"]
+
+
+def test_refused_uploads_leave_nothing_in_storage(api: Api, stack: Stack) -> None:
+    user = api.register()
+    assert api.upload(user, b"x" * (TEST_MAX_UPLOAD + 10)).status_code == 413
+    assert api.upload(user, b"").status_code == 400
+    client: MongoClient = MongoClient(stack.env["MONGO_URI"])
+    try:
+        db = client[stack.settings.mongo_db]
+        records = {r["file_path"] for r in db["upload_files"].find({"deleted": False})}
+        if stack.settings.upload_storage == "gridfs":
+            stored = {f["_id"] for f in db["upload_blobs.files"].find({}, {"_id": 1})}
+            orphans = db["upload_blobs.chunks"].count_documents(
+                {"files_id": {"$nin": list(stored)}})
+            assert orphans == 0
+        else:
+            stored = {p.name for p in stack.settings.upload_dir.iterdir()}
+    finally:
+        client.close()
+    assert stored == records
