@@ -60,6 +60,8 @@ class Settings:
     gateway_port: int
     gateway_admin_port: int
     descriptor_set: Path
+    task_sweep_seconds: int
+    file_retention_seconds: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -97,6 +99,8 @@ class Settings:
             gateway_port=_int("GATEWAY_PORT", 8000),
             gateway_admin_port=_int("GATEWAY_ADMIN_PORT", 9901),
             descriptor_set=Path(env("DESCRIPTOR_SET", "build/gen/marquee.pb")).resolve(),
+            task_sweep_seconds=_int("TASK_SWEEP_SECONDS", 30),
+            file_retention_seconds=_int("FILE_RETENTION_SECONDS", 7 * 24 * 3600),
         )
 
     def service_key(self) -> str:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 
+import grpc
+
 from marquee.task.v1 import task_pb2, task_pb2_grpc
+from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
 from services.common import jobs, logs, mongo
-from services.common.clients import jwks_verifier
+from services.common.clients import internal_channel, jwks_verifier
 from services.common.grpc_server import serve
 from services.common.settings import Settings
 from services.task.repository import TaskRepository
@@ -18,12 +21,14 @@ log = logging.getLogger(__name__)
 
 
 def _sweep_forever(service: TaskService, interval: float, stop: threading.Event) -> None:
-    """Finds tasks that lost their worker (lease expired) or their message, while serving."""
+    """The task service's periodic job, while it serves: finds tasks that lost their worker
+    (lease expired) or their message, and deletes files past their retention."""
     while not stop.wait(interval):
         try:
-            service.sweep(pending_grace_seconds=interval * 10)
+            service.sweep(pending_grace_seconds=max(60.0, interval * 4))
+            service.purge_files()
         except Exception:
-            log.exception("stall sweep failed; trying again next round")
+            log.exception("periodic sweep failed; trying again next round")
 
 
 def main() -> None:
@@ -36,11 +41,21 @@ def main() -> None:
     def enqueue(task_id: str) -> None:
         celery.send_task(jobs.INGEST_CSV, args=[task_id])
 
-    service = TaskService(repo, enqueue, lease_seconds=settings.task_lease_seconds)
+    uploads = upload_pb2_grpc.UploadServiceStub(internal_channel(settings.upload_addr, settings))
+
+    def delete_file(file_id: str) -> None:
+        try:
+            uploads.DeleteFile(upload_pb2.DeleteFileRequest(file_id=file_id), timeout=30)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:  # already gone is what we wanted
+                raise
+
+    service = TaskService(repo, enqueue, delete_file, lease_seconds=settings.task_lease_seconds,
+                          file_retention_seconds=settings.file_retention_seconds)
     stop = threading.Event()
     threading.Thread(
         target=_sweep_forever,
-        args=(service, max(5.0, settings.task_lease_seconds / 2), stop),
+        args=(service, float(settings.task_sweep_seconds), stop),
         name="stall-sweep",
         daemon=True,
     ).start()

@@ -36,6 +36,8 @@ class TaskRepository:
         self._tasks.create_index([("user", ASCENDING), ("created_at", DESCENDING)], name="by_user")
         self._tasks.create_index([("status", ASCENDING), ("lease_expires_at", ASCENDING)],
                                  name="by_status_lease")
+        self._tasks.create_index([("file_deleted", ASCENDING), ("finished_at", ASCENDING)],
+                                 name="by_file_retention")
         # One row per (task, line): a replayed batch cannot record a rejection twice.
         self._rejections.create_index([("task_id", ASCENDING), ("line", ASCENDING)],
                                       unique=True, name="task_line_unique")
@@ -49,6 +51,7 @@ class TaskRepository:
             "error": "",
             "attempts": 0,
             "cancel_requested": False,
+            "file_deleted": False,
             "created_at": now(),
             "updated_at": now(),
         }
@@ -170,6 +173,16 @@ class TaskRepository:
             {"status": "processing", "lease_expires_at": {"$lt": t}},
             {"status": "pending", "updated_at": {"$lt": pending_before}},
         ]}))
+
+    def files_to_delete(self, finished_before: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        """Ended tasks whose file has outlived the retention period."""
+        return list(self._tasks.find(
+            {"file_deleted": False, "finished_at": {"$lt": finished_before}},
+            {"file_id": 1}).limit(limit))
+
+    def mark_file_deleted(self, task_id: str) -> None:
+        self._tasks.update_one({"_id": _oid(task_id)},
+                               {"$set": {"file_deleted": True, "updated_at": now()}})
 
     def touch(self, task_id: str) -> None:
         self._tasks.update_one({"_id": _oid(task_id)}, {"$set": {"updated_at": now()}})

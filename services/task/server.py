@@ -23,6 +23,7 @@ POLICY = {_S + m: Access.INTERNAL for m in ("CreateTask", "ClaimTask", "ReportPr
 _TIMES = ("created_at", "started_at", "updated_at", "finished_at")
 _SCALARS = ("status", "user", "kind", "file_id", "file_path", "original_name", "bytes_total",
             "percent", "rows_per_second", "eta_seconds", "error", "attempts", "cancel_requested",
+            "file_deleted",
             *PROGRESS_FIELDS)
 
 

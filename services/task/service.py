@@ -22,12 +22,16 @@ class TaskService:
         self,
         repo: TaskRepository,
         enqueue: Callable[[str], None],
+        delete_file: Callable[[str], None],
         *,
         lease_seconds: int,
+        file_retention_seconds: int,
         max_attempts: int = 5,
     ) -> None:
         self._repo = repo
         self._enqueue = enqueue
+        self._delete_file = delete_file
+        self._file_retention = timedelta(seconds=file_retention_seconds)
         self.lease_seconds = lease_seconds
         self._max_attempts = max_attempts
 
@@ -136,6 +140,18 @@ class TaskService:
             log.warning("task re-enqueued by sweep", extra={"task_id": task_id,
                                                             "status": task["status"]})
         return len(stalled)
+
+
+    def purge_files(self) -> int:
+        """Deletes the uploaded files of tasks that ended more than the retention period ago
+        (the task records stay). Returns how many it deleted."""
+        expired = self._repo.files_to_delete(now() - self._file_retention)
+        for task in expired:
+            self._delete_file(task["file_id"])
+            self._repo.mark_file_deleted(str(task["_id"]))
+            log.info("file deleted after retention", extra={"task_id": str(task["_id"]),
+                                                            "file_id": task["file_id"]})
+        return len(expired)
 
 
 def view(task: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 TMDB = DATA / "tmdb-top10k.csv"
 TEST_MAX_UPLOAD = 16 * 1024 * 1024
 STORAGES = ["local", "gridfs"]
+RETENTION_SECONDS = 8
 
 
 def tmdb_rows() -> list[list[str]]:
@@ -53,7 +54,9 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     s = Stack(data_dir, ports={n: free_port() for n in names}, log_to=data_dir / "logs",
               extra_env={"BCRYPT_ROUNDS": "4", "MAX_UPLOAD_BYTES": str(TEST_MAX_UPLOAD),
                          # Short leases so that lost workers are noticed within seconds.
-                         "TASK_LEASE_SECONDS": "6", "WORKER_CONCURRENCY": "2",
+                         "TASK_LEASE_SECONDS": "6", "TASK_SWEEP_SECONDS": "2",
+                         "FILE_RETENTION_SECONDS": str(RETENTION_SECONDS),
+                         "WORKER_CONCURRENCY": "2",
                          # With MONGO_URI/REDIS_URL set, the same tests run on real servers.
                          "MONGO_DB": f"marquee_test_{uuid.uuid4().hex[:8]}",
                          "UPLOAD_STORAGE": request.param})

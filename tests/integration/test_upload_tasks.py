@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -9,7 +10,7 @@ import requests
 from pymongo import MongoClient
 
 from devstack.stack import Stack
-from tests.integration.conftest import STORAGES, TEST_MAX_UPLOAD, Api
+from tests.integration.conftest import RETENTION_SECONDS, STORAGES, TEST_MAX_UPLOAD, Api
 
 pytestmark = pytest.mark.parametrize("stack", STORAGES, indirect=True)
 
@@ -149,7 +150,7 @@ def test_refused_uploads_leave_nothing_in_storage(api: Api, stack: Stack) -> Non
     client: MongoClient = MongoClient(stack.env["MONGO_URI"])
     try:
         db = client[stack.settings.mongo_db]
-        records = {r["file_path"] for r in db["upload_files"].find({"deleted": False})}
+        records = {r["file_path"] for r in db["upload_files"].find()}
         if stack.settings.upload_storage == "gridfs":
             stored = {f["_id"] for f in db["upload_blobs.files"].find({}, {"_id": 1})}
             orphans = db["upload_blobs.chunks"].count_documents(
@@ -159,4 +160,26 @@ def test_refused_uploads_leave_nothing_in_storage(api: Api, stack: Stack) -> Non
             stored = {p.name for p in stack.settings.upload_dir.iterdir()}
     finally:
         client.close()
-    assert stored == records
+    # Every stored object has its record (files past retention are deleted meanwhile).
+    assert stored <= records
+
+
+def test_files_are_deleted_after_the_retention_period(api: Api, stack: Stack) -> None:
+    user = api.register()
+    task = api.wait_task(user, api.upload_ok(user, SMALL, "kept-for-a-while.csv"))
+    assert task["status"] == "done" and task["file_deleted"] is False
+    deadline = time.monotonic() + RETENTION_SECONDS + 20
+    while not api.get(f"/task/{task['task_id']}", headers=user.headers).json()["file_deleted"]:
+        assert time.monotonic() < deadline, "the file outlived its retention"
+        time.sleep(0.5)
+    client: MongoClient = MongoClient(stack.env["MONGO_URI"])
+    try:
+        db = client[stack.settings.mongo_db]
+        record = db["upload_files"].find_one({"_id": task["file_id"]})
+        assert record is not None and record["deleted"] is True
+        if stack.settings.upload_storage == "gridfs":
+            assert db["upload_blobs.files"].count_documents({"_id": record["file_path"]}) == 0
+        else:
+            assert not (stack.settings.upload_dir / record["file_path"]).exists()
+    finally:
+        client.close()
