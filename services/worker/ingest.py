@@ -140,10 +140,10 @@ class CsvIngestion:
         pipe = ImportPipe(self._clients.catalog)
         try:
             batch = Batch()
-            for line, fields in rows:
-                counts.rows_read += 1
-                if counts.rows_read <= self._skip:
+            for position, (line, fields) in enumerate(rows, 1):
+                if position <= self._skip:  # committed by an earlier attempt
                     continue
+                counts.rows_read += 1
                 try:
                     movie = _movie(parse_row(header, fields))
                     batch.movies[movie.id] = movie  # a repeated id in a batch: the last row wins

@@ -1,0 +1,123 @@
+"""At-least-once delivery with an exactly-once effect: workers and services die mid-work, jobs
+are delivered twice, and every task still ends with exact counts and no duplicate movies."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+
+from devstack.stack import Stack
+from services.common import jobs
+from tests.integration.conftest import Api, User, generated_csv
+from tests.integration.test_progress import catalog_count
+
+
+def _wait_for(api: Api, user: User, task_id: str, rows_imported: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while True:
+        task = api.get(f"/task/{task_id}", headers=user.headers).json()
+        if task["rows_imported"] >= rows_imported or task["status"] != "processing" and \
+                task["status"] != "pending":
+            return dict(task)
+        assert time.monotonic() < deadline, task
+        time.sleep(0.1)
+
+
+def _log_lines(stack: Stack, name: str) -> list[dict[str, Any]]:
+    assert stack.log_to is not None
+    lines = []
+    for raw in (stack.log_to / f"{name}.log").read_text(errors="replace").splitlines():
+        if raw.startswith("{"):
+            lines.append(json.loads(raw))
+    return lines
+
+
+def test_worker_killed_mid_file_resumes_from_its_checkpoint(api: Api, stack: Stack) -> None:
+    user = api.register()
+    base, rows = 64_000_000, 12_000
+    task_id = api.upload_ok(user, generated_csv(rows, base))
+    before = _wait_for(api, user, task_id, 3000)
+    assert before["status"] == "processing", before
+    stack.kill("worker", signal.SIGKILL)
+    task = api.wait_task(user, task_id, timeout=240)
+    assert task["status"] == "done", task
+    assert (task["rows_read"], task["rows_imported"], task["rows_rejected"]) == (rows, rows, 0)
+    assert task["attempts"] >= 2
+    assert catalog_count(stack, base, base + rows) == rows
+    resumed = [e for e in _log_lines(stack, "worker")
+               if e.get("task_id") == task_id and e["msg"] == "ingestion started"]
+    assert resumed[-1]["resume_after_rows"] >= 3000, resumed
+    stack_log = (stack.log_to / "stack.log").read_text() if stack.log_to else ""
+    assert "worker exited" in stack_log and "restarting" in stack_log
+    stack.wait_ready("worker")
+
+
+def test_a_redelivered_job_does_not_run_twice_at_once(api: Api, stack: Stack) -> None:
+    """Celery's Redis transport may deliver a long job again while it still runs: the second
+    delivery finds the live lease on the task and steps aside."""
+    stack.wait_ready("worker")
+    user = api.register()
+    base, rows = 65_000_000, 6_000
+    task_id = api.upload_ok(user, generated_csv(rows, base))
+    _wait_for(api, user, task_id, 1000)
+    jobs.celery_app(stack.settings).send_task(jobs.INGEST_CSV, args=[task_id])
+    task = api.wait_task(user, task_id)
+    assert task["status"] == "done" and task["attempts"] == 1
+    assert (task["rows_read"], task["rows_imported"]) == (rows, rows)
+    assert catalog_count(stack, base, base + rows) == rows
+    deadline = time.monotonic() + 30
+    while not any(e.get("task_id") == task_id and e["msg"] == "task skipped"
+                  for e in _log_lines(stack, "worker")):
+        assert time.monotonic() < deadline, "the second delivery was never seen"
+        time.sleep(0.5)
+
+
+def test_catalog_restart_mid_file_is_retried_and_counts_stay_exact(api: Api,
+                                                                   stack: Stack) -> None:
+    stack.wait_ready("worker")
+    user = api.register()
+    base, rows = 66_000_000, 8_000
+    task_id = api.upload_ok(user, generated_csv(rows, base))
+    _wait_for(api, user, task_id, 2000)
+    stack.kill("catalog", signal.SIGKILL)
+    task = api.wait_task(user, task_id, timeout=240)
+    assert task["status"] == "done", task
+    assert (task["rows_read"], task["rows_imported"]) == (rows, rows)
+    assert catalog_count(stack, base, base + rows) == rows
+    stack.wait_ready("catalog")
+
+
+def test_upload_service_dies_mid_upload(api: Api, stack: Stack) -> None:
+    """The client gets an error, no task is created, and no partial file is kept."""
+    user = api.register()
+    boundary = "b0undary"
+
+    def body() -> Iterator[bytes]:
+        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+               f"filename=\"slow.csv\"\r\n\r\n").encode()
+        yield generated_csv(2000, 67_000_000)
+        for i in range(100):
+            if i == 5:
+                stack.kill("upload", signal.SIGKILL)
+            time.sleep(0.05)
+            yield b"x" * 65536
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    try:
+        r = requests.post(api.url("/files/upload"), data=body(), timeout=60, headers={
+            **user.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert r.status_code >= 500, r.text
+    except requests.ConnectionError:
+        pass  # the gateway may reset the stream instead of answering
+    stack.wait_ready("upload")
+    assert api.get("/tasks", headers=user.headers).json() == []
+    if stack.settings.upload_storage == "local":
+        assert not list(stack.settings.upload_dir.glob("*.part"))
+    # And uploads work again.
+    task_id = api.upload_ok(user, generated_csv(10, 67_100_000))
+    assert api.wait_task(user, task_id)["status"] == "done"
