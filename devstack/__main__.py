@@ -44,7 +44,8 @@ def main() -> None:
     if taken:
         sys.exit("ports already in use: " + ", ".join(taken) +
                  ". Stop what uses them or set other ports (see README, Settings).")
-    stack = Stack(Path(os.environ.get("MARQUEE_DATA_DIR", ".marquee")), ports=ports)
+    stack = Stack(Path(os.environ.get("MARQUEE_DATA_DIR", ".marquee")), ports=ports,
+                  workers=int(os.environ.get("WORKERS", "1")))
     stopped = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -82,11 +82,13 @@ class Stack:
     writes one log file per process instead (tests)."""
 
     def __init__(self, data_dir: Path, *, ports: dict[str, int], log_to: Path | None = None,
-                 extra_env: dict[str, str] | None = None, restart: bool = True) -> None:
+                 extra_env: dict[str, str] | None = None, restart: bool = True,
+                 workers: int = 1) -> None:
         self.data_dir = data_dir.resolve()
         self.ports = ports
         self.log_to = log_to
         self.restart = restart
+        self.workers = workers
         self.procs: dict[str, Proc] = {}
         self._stopping = threading.Event()
         self._print_lock = threading.Lock()
@@ -132,10 +134,13 @@ class Stack:
             addr = env[f"{svc.upper()}_ADDR"]
             procs.append(Proc(svc, [sys.executable, "-m", f"services.{svc}"], env,
                               self._grpc_ready(addr)))
-        worker = Proc("worker", [sys.executable, "-m", "services.worker"], env, lambda: False,
-                      ready_timeout=60, stop_timeout=30)
-        worker.ready = worker.marker_seen.is_set
-        procs.append(worker)
+        for n in range(1, self.workers + 1):
+            name = "worker" if n == 1 else f"worker{n}"
+            worker = Proc(name, [sys.executable, "-m", "services.worker"],
+                          {**env, "WORKER_NAME": f"{name}@%h"}, lambda: False,
+                          ready_timeout=60, stop_timeout=30)
+            worker.ready = worker.marker_seen.is_set
+            procs.append(worker)
         config = d / "envoy.yaml"
         procs.append(Proc("envoy", [
             binaries.envoy(), "-c", str(config), "--disable-hot-restart", "--log-level", "warn",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 import requests
+from pymongo import MongoClient
 
 from devstack.stack import Stack, free_port
 
@@ -44,6 +46,27 @@ def generated_csv(rows: int, id_base: int) -> bytes:
     return out.getvalue().encode()
 
 
+def catalog_count(stack: Stack, lo: int, hi: int) -> int:
+    """How many of the ids lo..hi-1 (all of one length) are in the catalog, counted in the
+    database itself."""
+    assert len(str(lo)) == len(str(hi - 1))
+    client: MongoClient = MongoClient(stack.env["MONGO_URI"])
+    try:
+        movies = client[stack.settings.mongo_db]["catalog_movies"]
+        return movies.count_documents({"_id": {"$gte": str(lo), "$lte": str(hi - 1)}})
+    finally:
+        client.close()
+
+
+def log_lines(stack: Stack, name: str) -> list[dict[str, Any]]:
+    assert stack.log_to is not None
+    lines = []
+    for raw in (stack.log_to / f"{name}.log").read_text(errors="replace").splitlines():
+        if raw.startswith("{"):
+            lines.append(json.loads(raw))
+    return lines
+
+
 @pytest.fixture(scope="session", params=["local"])
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Stack]:
@@ -51,7 +74,9 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     `pytestmark = pytest.mark.parametrize("stack", STORAGES, indirect=True)`."""
     data_dir = tmp_path_factory.mktemp(f"marquee-{request.param}")
     names = ("gateway", "gateway_admin", "auth", "upload", "task", "catalog", "mongo", "redis")
+    # Two worker processes of two pool slots each share the queue, as in a deployment.
     s = Stack(data_dir, ports={n: free_port() for n in names}, log_to=data_dir / "logs",
+              workers=2,
               extra_env={"BCRYPT_ROUNDS": "4", "MAX_UPLOAD_BYTES": str(TEST_MAX_UPLOAD),
                          # Short leases so that lost workers are noticed within seconds.
                          "TASK_LEASE_SECONDS": "6", "TASK_SWEEP_SECONDS": "2",

@@ -3,7 +3,6 @@ are delivered twice, and every task still ends with exact counts and no duplicat
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections.abc import Iterator
@@ -13,28 +12,18 @@ import requests
 
 from devstack.stack import Stack
 from services.common import jobs
-from tests.integration.conftest import Api, User, generated_csv
-from tests.integration.test_progress import catalog_count
+from tests.integration.conftest import Api, User, catalog_count, generated_csv, log_lines
 
 
 def _wait_for(api: Api, user: User, task_id: str, rows_imported: int) -> dict[str, Any]:
     deadline = time.monotonic() + 120
     while True:
         task = api.get(f"/task/{task_id}", headers=user.headers).json()
-        if task["rows_imported"] >= rows_imported or task["status"] != "processing" and \
-                task["status"] != "pending":
+        if task["rows_imported"] >= rows_imported or (task["status"] != "processing" and \
+                task["status"] != "pending"):
             return dict(task)
         assert time.monotonic() < deadline, task
         time.sleep(0.1)
-
-
-def _log_lines(stack: Stack, name: str) -> list[dict[str, Any]]:
-    assert stack.log_to is not None
-    lines = []
-    for raw in (stack.log_to / f"{name}.log").read_text(errors="replace").splitlines():
-        if raw.startswith("{"):
-            lines.append(json.loads(raw))
-    return lines
 
 
 def test_worker_killed_mid_file_resumes_from_its_checkpoint(api: Api, stack: Stack) -> None:
@@ -49,7 +38,7 @@ def test_worker_killed_mid_file_resumes_from_its_checkpoint(api: Api, stack: Sta
     assert (task["rows_read"], task["rows_imported"], task["rows_rejected"]) == (rows, rows, 0)
     assert task["attempts"] >= 2
     assert catalog_count(stack, base, base + rows) == rows
-    resumed = [e for e in _log_lines(stack, "worker")
+    resumed = [e for e in log_lines(stack, "worker")
                if e.get("task_id") == task_id and e["msg"] == "ingestion started"]
     assert resumed[-1]["resume_after_rows"] >= 3000, resumed
     stack_log = (stack.log_to / "stack.log").read_text() if stack.log_to else ""
@@ -72,7 +61,7 @@ def test_a_redelivered_job_does_not_run_twice_at_once(api: Api, stack: Stack) ->
     assert catalog_count(stack, base, base + rows) == rows
     deadline = time.monotonic() + 30
     while not any(e.get("task_id") == task_id and e["msg"] == "task skipped"
-                  for e in _log_lines(stack, "worker")):
+                  for e in log_lines(stack, "worker")):
         assert time.monotonic() < deadline, "the second delivery was never seen"
         time.sleep(0.5)
 

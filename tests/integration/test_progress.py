@@ -6,22 +6,8 @@ import json
 import time
 from typing import Any
 
-from pymongo import MongoClient
-
 from devstack.stack import Stack
-from tests.integration.conftest import Api, generated_csv
-
-
-def catalog_count(stack: Stack, lo: int, hi: int) -> int:
-    """How many of the ids lo..hi-1 (all of one length) are in the catalog, counted in the
-    database itself."""
-    assert len(str(lo)) == len(str(hi - 1))
-    client: MongoClient = MongoClient(stack.env["MONGO_URI"])
-    try:
-        movies = client[stack.settings.mongo_db]["catalog_movies"]
-        return movies.count_documents({"_id": {"$gte": str(lo), "$lt": str(hi)}})
-    finally:
-        client.close()
+from tests.integration.conftest import Api, catalog_count, generated_csv
 
 
 def test_watch_streams_progress_as_ndjson_until_the_end(api: Api) -> None:
