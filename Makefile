@@ -33,7 +33,7 @@ run: generate
 
 lint: generate
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy services devstack gateway tests bench
+	$(VENV)/bin/mypy services devstack gateway tests $(wildcard bench)
 
 unit: generate
 	$(PY) -m pytest tests/unit

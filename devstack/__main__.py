@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from devstack.stack import Stack, port_is_free
+from services.common.settings import load_dotenv
 
 
 def _port(name: str, default: int) -> int:
@@ -25,6 +26,7 @@ def _addr_port(name: str, default: int) -> int:
 
 
 def main() -> None:
+    load_dotenv()
     ports = {
         "gateway": _port("GATEWAY_PORT", 8000),
         "gateway_admin": _port("GATEWAY_ADMIN_PORT", 9901),

@@ -100,6 +100,10 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                  ) -> catalog_pb2.Movie:
         return proto_from_doc(self._service.get(request.movie_id))
 
+    def GetMovieJson(self, request: catalog_pb2.GetMovieRequest, context: grpc.ServicerContext
+                     ) -> httpbody_pb2.HttpBody:
+        return json_body(rest_json(self._service.get(request.movie_id)))
+
     def ImportMovies(self, request_iterator: Iterator[catalog_pb2.ImportMoviesRequest],
                      context: grpc.ServicerContext) -> Iterator[catalog_pb2.ImportMoviesResponse]:
         for batch in request_iterator:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-def _load_dotenv(path: Path) -> None:
+def load_dotenv(path: Path = Path(".env")) -> None:
     """Sets variables from a `.env` file that the environment does not already set."""
     if not path.is_file():
         return
@@ -65,7 +65,7 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        _load_dotenv(Path(".env"))
+        load_dotenv()
         env = os.environ.get
         data_dir = Path(env("MARQUEE_DATA_DIR", ".marquee")).resolve()
         return cls(

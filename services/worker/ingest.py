@@ -194,6 +194,7 @@ def ingest_csv(clients: Clients, task_id: str, worker_id: str, batch_size: int,
     """Runs the job for one task; returns the status it ended with ('skipped' when another
     worker holds the task or it already ended)."""
     last_error = ""
+    committed = task_pb2.Progress()
     for attempt in range(1, max_attempts + 1):
         try:
             claim = clients.tasks.ClaimTask(
@@ -203,6 +204,7 @@ def ingest_csv(clients: Clients, task_id: str, worker_id: str, batch_size: int,
                 log.info("task skipped", extra={"task_id": task_id, "reason": exc.details()})
                 return "skipped"
             raise
+        committed = claim.checkpoint
         job = CsvIngestion(clients, task_id, worker_id, batch_size, claim.checkpoint)
         status, error = "done", ""
         try:
@@ -236,7 +238,7 @@ def ingest_csv(clients: Clients, task_id: str, worker_id: str, batch_size: int,
                                            **vars(job.committed)})
         return status
     clients.tasks.FinishTask(task_pb2.FinishTaskRequest(
-        task_id=task_id, worker_id=worker_id, status="failed",
+        task_id=task_id, worker_id=worker_id, status="failed", progress=committed,
         error=f"gave up after {max_attempts} attempts; last error: {last_error}",
     ), timeout=30)
     return "failed"

@@ -93,7 +93,7 @@ def test_reordered_and_extra_columns(api: Api, user: User) -> None:
     task = _ingest(api, user, data.encode())
     assert task["status"] == "done" and task["rows_imported"] == 30
     _unchanged(api, user, rows)
-    assert _movie(api, user, rows[0][0])["extra"]["director"] == "Someone"
+    assert _movie(api, user, rows[0][0])["director"] == "Someone"
 
 
 def test_bad_rows_are_rejected_with_line_and_reason_the_rest_imported(api: Api,

@@ -159,6 +159,8 @@ def test_unknown_parameter_is_400(api: Api, user: User) -> None:
 def test_get_one_movie(api: Api, user: User) -> None:
     r = api.get("/movies/278", headers=user.headers)
     assert r.status_code == 200 and r.json()["title"] == "The Shawshank Redemption"
+    listed = api.get("/movies", headers=user.headers, params={"year": 1994, "limit": 1000})
+    assert r.json() == next(m for m in listed.json() if m["_id"] == "278")
     assert api.get("/movies/does-not-exist", headers=user.headers).status_code == 404
 
 
