@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import redis
+
 from marquee.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from services.catalog.cache import QueryCache
 from services.catalog.repository import MovieRepository
 from services.catalog.server import POLICY, CatalogServicer
 from services.catalog.service import CatalogService
@@ -17,7 +20,9 @@ def main() -> None:
     logs.configure("catalog", settings.log_level)
     movies = MovieRepository(mongo.connect(settings, "catalog"))
     movies.ensure_indexes()
-    service = CatalogService(movies)
+    cache = QueryCache(redis.Redis.from_url(settings.redis_url, socket_timeout=1),
+                       settings.catalog_cache_ttl_seconds)
+    service = CatalogService(movies, cache)
     serve(
         name="catalog",
         listen=settings.grpc_listen or settings.catalog_addr,

@@ -92,8 +92,10 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     def ListMoviesJson(self, request: catalog_pb2.ListMoviesRequest,
                        context: grpc.ServicerContext) -> httpbody_pb2.HttpBody:
         page = self._service.browse(_query(request), with_total=False)
+        headers = [("x-cache", "hit" if page.cached else "miss")]
         if page.next_page_token:
-            context.send_initial_metadata((("x-next-page-token", page.next_page_token),))
+            headers.append(("x-next-page-token", page.next_page_token))
+        context.send_initial_metadata(headers)
         return json_body([rest_json(d) for d in page.movies])
 
     def GetMovie(self, request: catalog_pb2.GetMovieRequest, context: grpc.ServicerContext

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+import bson
+
+from services.catalog.cache import QueryCache
 from services.catalog.repository import SORT_FIELDS, MovieRepository
 from services.common.errors import InvalidArgument, NotFound
 
@@ -32,6 +35,7 @@ class MoviePage:
     movies: list[dict[str, Any]]
     next_page_token: str
     total_size: int | None
+    cached: bool = False
 
 
 def validate(
@@ -111,10 +115,25 @@ def _segments_after(field: str, value: Any, last_id: str, descending: bool
 
 
 class CatalogService:
-    def __init__(self, movies: MovieRepository) -> None:
+    def __init__(self, movies: MovieRepository, cache: QueryCache | None = None) -> None:
         self._movies = movies
+        self._cache = cache
 
     def browse(self, q: MovieQuery, *, with_total: bool) -> MoviePage:
+        """A page of movies, from the query cache when the same page was read since the
+        catalog last changed."""
+        if self._cache is None:
+            return self._browse(q, with_total=with_total)
+        key, hit = self._cache.get(json.dumps([asdict(q), with_total]))
+        if hit is not None:
+            cached = bson.decode(hit)
+            return MoviePage(cached["movies"], cached["token"], cached["total"], cached=True)
+        page = self._browse(q, with_total=with_total)
+        self._cache.put(key, bson.encode({"movies": page.movies, "token": page.next_page_token,
+                                          "total": page.total_size}))
+        return page
+
+    def _browse(self, q: MovieQuery, *, with_total: bool) -> MoviePage:
         field = SORT_FIELDS[q.sort_field]
         direction = -1 if q.sort_order == "desc" else 1
         sort = [(field, direction), ("_id", direction)]
@@ -146,4 +165,7 @@ class CatalogService:
         for doc in docs:
             if not doc.get("_id") or not doc.get("title"):
                 raise InvalidArgument("every imported movie needs an id and a title")
-        return self._movies.upsert_many(docs)
+        written = self._movies.upsert_many(docs)
+        if self._cache is not None and docs:
+            self._cache.invalidate()
+        return written

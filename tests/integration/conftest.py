@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,9 @@ from pymongo import MongoClient
 
 from devstack.stack import Stack, free_port
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+# The shared movie CSVs live beside the project (../shared/data) unless MARQUEE_TEST_DATA says.
+DATA = Path(os.environ.get("MARQUEE_TEST_DATA",
+                           Path(__file__).resolve().parents[3] / "shared" / "data"))
 TMDB = DATA / "tmdb-top10k.csv"
 TEST_MAX_UPLOAD = 16 * 1024 * 1024
 STORAGES = ["local", "gridfs"]

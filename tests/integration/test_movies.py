@@ -191,3 +191,18 @@ def _scan(explained: dict[str, Any]) -> dict[str, Any]:
         assert plan["stage"] != "COLLSCAN", plan
         plan = plan["inputStage"]
     return dict(plan)
+
+
+def test_repeated_queries_are_cached_until_the_catalog_changes(api: Api, user: User) -> None:
+    head = "id,title,release_date,vote_average,original_language\n"
+    api.wait_task(user, api.upload_ok(user, (head + "9500001,Cache Me,1901-01-01,5,xx\n").encode()))
+    params = {"year": 1901, "language": "xx"}
+    first = api.get("/movies", headers=user.headers, params=params)
+    again = api.get("/movies", headers=user.headers, params=params)
+    assert again.headers["x-cache"] == "hit"
+    assert first.json() == again.json() and again.json()[0]["title"] == "Cache Me"
+    api.wait_task(user, api.upload_ok(user, (head + "9500001,Cached No More,1901-01-01,5,xx\n")
+                                      .encode()))
+    after = api.get("/movies", headers=user.headers, params=params)
+    assert after.headers["x-cache"] == "miss"
+    assert [m["title"] for m in after.json()] == ["Cached No More"]
