@@ -42,9 +42,11 @@ test: generate lint
 	$(PY) -m pytest
 
 bench: generate
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m bench --tiers full
 
 bench-quick: generate
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m bench --tiers quick
 
 clean:

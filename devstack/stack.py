@@ -74,6 +74,7 @@ class Proc:
     stop_timeout: float = 15.0
     popen: subprocess.Popen[bytes] | None = None
     restarts: int = 0
+    held_down: bool = False
     marker_seen: threading.Event = field(default_factory=threading.Event)
 
 
@@ -236,7 +237,8 @@ class Stack:
         """Restarts processes that die while the stack runs (backoff up to 10 s)."""
         while not self._stopping.wait(0.5):
             for proc in list(self.procs.values()):
-                if proc.popen is None or proc.popen.poll() is None or not self.restart:
+                if proc.popen is None or proc.popen.poll() is None or not self.restart \
+                        or proc.held_down:
                     continue
                 if self._stopping.is_set():
                     return
@@ -256,6 +258,19 @@ class Stack:
         assert popen is not None
         os.killpg(popen.pid, sig)
         return popen.pid
+
+    def hold_down(self, name: str) -> None:
+        """Kills a process and keeps it down until `bring_up` (outage tests)."""
+        proc = self.procs[name]
+        proc.held_down = True
+        self.kill(name)
+        _reap_group(proc.popen)
+
+    def bring_up(self, name: str) -> None:
+        proc = self.procs[name]
+        self._spawn(proc)
+        proc.held_down = False
+        self.wait_ready(name)
 
     def wait_ready(self, name: str, timeout: float = 60) -> None:
         proc = self.procs[name]

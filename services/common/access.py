@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+from pymongo.errors import ConnectionFailure
 
 from services.common import logs
-from services.common.errors import DomainError, PermissionDenied, Unauthenticated
+from services.common.errors import DomainError, PermissionDenied, Unauthenticated, Unavailable
 from services.common.tokens import Caller, TokenVerifier, bearer_token
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,13 @@ def _exit(tokens: tuple[Any, Any]) -> None:
     _caller.reset(tokens[1])
 
 
+def _as_domain_error(exc: DomainError | ConnectionFailure) -> DomainError:
+    """Database outages are transient for the caller: UNAVAILABLE tells it to retry."""
+    if isinstance(exc, ConnectionFailure):
+        return Unavailable(f"database unavailable, try again: {exc}")
+    return exc
+
+
 def _abort(context: grpc.ServicerContext, method: str, exc: DomainError) -> None:
     log.info("rpc refused", extra={"method": method, "code": exc.code.name, "reason": str(exc)})
     context.abort(exc.code, str(exc))
@@ -106,8 +114,8 @@ def _wrap(
                 if denied:
                     _abort(context, method, denied)
                 return behavior(request, context)
-            except DomainError as exc:
-                _abort(context, method, exc)
+            except (DomainError, ConnectionFailure) as exc:
+                _abort(context, method, _as_domain_error(exc))
             finally:
                 _exit(tokens)
 
@@ -120,8 +128,8 @@ def _wrap(
                 if denied:
                     _abort(context, method, denied)
                 yield from behavior(request, context)
-            except DomainError as exc:
-                _abort(context, method, exc)
+            except (DomainError, ConnectionFailure) as exc:
+                _abort(context, method, _as_domain_error(exc))
             finally:
                 _exit(tokens)
 

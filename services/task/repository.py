@@ -122,15 +122,15 @@ class TaskRepository:
         task_id: str,
         worker_id: str,
         status: str,
-        progress: dict[str, int],
+        progress: dict[str, int] | None,
         rejected: list[dict[str, Any]],
         error: str,
     ) -> dict[str, Any] | None:
         self._add_rejections(task_id, rejected)
         t = now()
+        ended = {"status": status, "error": error, "updated_at": t, "finished_at": t}
         update: dict[str, Any] = {
-            "$set": {"status": status, "progress": progress, "error": error,
-                     "updated_at": t, "finished_at": t},
+            "$set": ended if progress is None else {**ended, "progress": progress},
             "$unset": {"lease_worker": "", "lease_expires_at": ""},
         }
         if rejected:

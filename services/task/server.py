@@ -118,8 +118,9 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
 
     def FinishTask(self, request: task_pb2.FinishTaskRequest, context: grpc.ServicerContext
                    ) -> task_pb2.Task:
+        progress = _progress(request.progress) if request.HasField("progress") else None
         return to_proto(self._service.finish(
-            request.task_id, request.worker_id, request.status, _progress(request.progress),
+            request.task_id, request.worker_id, request.status, progress,
             _rows(request.rejected), request.error,
         ))
 

@@ -113,15 +113,16 @@ class TaskService:
             raise FailedPrecondition("lease lost: the task ended or another worker took it")
         return task
 
-    def finish(self, task_id: str, worker_id: str, status: str, progress: dict[str, int],
+    def finish(self, task_id: str, worker_id: str, status: str, progress: dict[str, int] | None,
                rejected: list[dict[str, Any]], error: str) -> dict[str, Any]:
+        """Ends the task; `progress` None keeps the counts already recorded."""
         if status not in TERMINAL:
             raise InvalidArgument(f"status must be one of {', '.join(TERMINAL)}")
         task = self._repo.finish(task_id, worker_id, status, progress, rejected, error)
         if task is None:
             raise FailedPrecondition("lease lost: the task ended or another worker took it")
-        log.info("task finished", extra={"task_id": task_id, "status": status, **progress,
-                                         "error": error})
+        log.info("task finished", extra={"task_id": task_id, "status": status,
+                                         **task["progress"], "error": error})
         return task
 
     def sweep(self, pending_grace_seconds: float) -> int:

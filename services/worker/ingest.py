@@ -192,54 +192,61 @@ class CsvIngestion:
 def ingest_csv(clients: Clients, task_id: str, worker_id: str, batch_size: int,
                max_attempts: int = 5) -> str:
     """Runs the job for one task; returns the status it ended with ('skipped' when another
-    worker holds the task or it already ended)."""
+    worker holds the task or it already ended). Transient errors (a service or the database
+    restarting) are retried with backoff, each attempt resuming from the checkpoint."""
     last_error = ""
-    committed = task_pb2.Progress()
     for attempt in range(1, max_attempts + 1):
         try:
-            claim = clients.tasks.ClaimTask(
-                task_pb2.ClaimTaskRequest(task_id=task_id, worker_id=worker_id), timeout=30)
-        except grpc.RpcError as exc:
-            if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
-                log.info("task skipped", extra={"task_id": task_id, "reason": exc.details()})
-                return "skipped"
-            raise
-        committed = claim.checkpoint
-        job = CsvIngestion(clients, task_id, worker_id, batch_size, claim.checkpoint)
-        status, error = "done", ""
-        try:
-            file = clients.uploads.GetFile(upload_pb2.GetFileRequest(file_id=claim.task.file_id),
-                                           timeout=30)
-            if file.deleted:
-                raise FileRejected("the uploaded file is no longer stored; upload it again")
-            log.info("ingestion started", extra={"task_id": task_id, "attempt": attempt,
-                                                 "resume_after_rows": claim.checkpoint.rows_read,
-                                                 "bytes": file.size_bytes})
-            job.run(file)
-        except FileRejected as exc:
-            status, error = "failed", str(exc)
-        except Cancelled:
-            status = "cancelled"
+            return _attempt(clients, task_id, worker_id, batch_size, attempt)
         except grpc.RpcError as exc:
             if exc.code() not in TRANSIENT:
-                status, error = "failed", f"import failed: {exc.details()}"
-            else:
-                last_error = exc.details() or exc.code().name
-                delay = min(30.0, 2.0 ** attempt)
-                log.warning("transient error; resuming from the checkpoint",
-                            extra={"task_id": task_id, "error": last_error, "retry_in": delay})
-                time.sleep(delay)
-                continue
-        clients.tasks.FinishTask(task_pb2.FinishTaskRequest(
-            task_id=task_id, worker_id=worker_id, status=status, progress=job.committed.proto(),
-            rejected=job.unreported, error=error,
-        ), timeout=30)
-        log.info("ingestion ended", extra={"task_id": task_id, "status": status, "error": error,
-                                           **vars(job.committed)})
-        return status
+                raise
+            last_error = exc.details() or exc.code().name
+            delay = min(30.0, 2.0 ** attempt)
+            log.warning("transient error; resuming from the checkpoint",
+                        extra={"task_id": task_id, "error": last_error, "retry_in": delay})
+            time.sleep(delay)
+    # No progress in the request: the task keeps the counts of what was committed.
     clients.tasks.FinishTask(task_pb2.FinishTaskRequest(
-        task_id=task_id, worker_id=worker_id, status="failed", progress=committed,
+        task_id=task_id, worker_id=worker_id, status="failed",
         error=f"gave up after {max_attempts} attempts; last error: {last_error}",
     ), timeout=30)
     return "failed"
 
+
+def _attempt(clients: Clients, task_id: str, worker_id: str, batch_size: int,
+             attempt: int) -> str:
+    try:
+        claim = clients.tasks.ClaimTask(
+            task_pb2.ClaimTaskRequest(task_id=task_id, worker_id=worker_id), timeout=30)
+    except grpc.RpcError as exc:
+        if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+            log.info("task skipped", extra={"task_id": task_id, "reason": exc.details()})
+            return "skipped"
+        raise
+    job = CsvIngestion(clients, task_id, worker_id, batch_size, claim.checkpoint)
+    status, error = "done", ""
+    try:
+        file = clients.uploads.GetFile(upload_pb2.GetFileRequest(file_id=claim.task.file_id),
+                                       timeout=30)
+        if file.deleted:
+            raise FileRejected("the uploaded file is no longer stored; upload it again")
+        log.info("ingestion started", extra={"task_id": task_id, "attempt": attempt,
+                                             "resume_after_rows": claim.checkpoint.rows_read,
+                                             "bytes": file.size_bytes})
+        job.run(file)
+    except FileRejected as exc:
+        status, error = "failed", str(exc)
+    except Cancelled:
+        status = "cancelled"
+    except grpc.RpcError as exc:
+        if exc.code() in TRANSIENT:
+            raise
+        status, error = "failed", f"import failed: {exc.details()}"
+    clients.tasks.FinishTask(task_pb2.FinishTaskRequest(
+        task_id=task_id, worker_id=worker_id, status=status, progress=job.committed.proto(),
+        rejected=job.unreported, error=error,
+    ), timeout=30)
+    log.info("ingestion ended", extra={"task_id": task_id, "status": status, "error": error,
+                                       **vars(job.committed)})
+    return status

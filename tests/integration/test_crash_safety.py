@@ -112,3 +112,49 @@ def test_upload_service_dies_mid_upload(api: Api, stack: Stack) -> None:
     # And uploads work again.
     task_id = api.upload_ok(user, generated_csv(10, 67_100_000))
     assert api.wait_task(user, task_id)["status"] == "done"
+
+
+def _ends(api: Api, user: User, task_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 240
+    while True:  # the gateway may answer 503 while the services reconnect
+        r = api.get(f"/task/{task_id}", headers=user.headers)
+        if r.status_code == 200 and r.json()["status"] not in ("pending", "processing"):
+            return dict(r.json())
+        assert time.monotonic() < deadline, r.text
+        time.sleep(0.5)
+
+
+def test_database_restart_mid_file(api: Api, stack: Stack) -> None:
+    """pymongo rides out a quick restart (server selection waits, retryable writes)."""
+    user = api.register()
+    base, rows = 66_100_000, 6_000
+    task_id = api.upload_ok(user, generated_csv(rows, base))
+    _wait_for(api, user, task_id, 2000)
+    stack.kill("mongo", signal.SIGKILL)
+    stack.wait_ready("mongo")
+    task = _ends(api, user, task_id)
+    assert task["status"] == "done", task
+    assert (task["rows_read"], task["rows_imported"]) == (rows, rows)
+    assert catalog_count(stack, base, base + rows) == rows
+
+
+def test_database_outage_longer_than_timeouts_is_retried_with_backoff(api: Api,
+                                                                      stack: Stack) -> None:
+    """Past pymongo's 10 s server selection the services answer UNAVAILABLE, and the worker
+    retries from its checkpoint with backoff."""
+    user = api.register()
+    base, rows = 66_200_000, 6_000
+    task_id = api.upload_ok(user, generated_csv(rows, base))
+    _wait_for(api, user, task_id, 2000)
+    stack.hold_down("mongo")
+    try:
+        time.sleep(14)
+    finally:
+        stack.bring_up("mongo")
+    task = _ends(api, user, task_id)
+    assert task["status"] == "done", task
+    assert (task["rows_read"], task["rows_imported"]) == (rows, rows)
+    assert catalog_count(stack, base, base + rows) == rows
+    warnings = [e for name in ("worker", "worker2") for e in log_lines(stack, name)
+                if e.get("task_id") == task_id and e["msg"].startswith("transient error")]
+    assert warnings, "the outage was retried"
