@@ -1,0 +1,107 @@
+"""Sending a file from disk three ways, streamed in 1 MiB pieces: REST multipart through Envoy,
+native gRPC UploadFile through Envoy, and the same multipart POST to a loopback sink in this
+process (the raw ceiling of one Python client on this machine)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import grpc
+import requests
+
+from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
+
+CHUNK = 1 << 20
+
+
+class MultipartFile:
+    """A multipart/form-data body (field `file`) read from disk while it is sent. It has a
+    length, so requests sends a Content-Length and streams the iteration."""
+
+    def __init__(self, path: Path, filename: str, content_type: str = "text/csv") -> None:
+        boundary = uuid.uuid4().hex
+        self.path = path
+        self.content_type = f"multipart/form-data; boundary={boundary}"
+        self._head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                      f'filename="{filename}"\r\nContent-Type: {content_type}\r\n\r\n').encode()
+        self._tail = f"\r\n--{boundary}--\r\n".encode()
+
+    def __len__(self) -> int:
+        return len(self._head) + self.path.stat().st_size + len(self._tail)
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._head
+        with open(self.path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
+        yield self._tail
+
+
+def post_multipart(session: requests.Session, url: str, path: Path, filename: str,
+                   headers: dict[str, str] | None = None) -> tuple[float, requests.Response]:
+    """(seconds from the first byte sent to the whole response, response)."""
+    body = MultipartFile(path, filename)
+    start = time.perf_counter()
+    r = session.post(url, data=body, timeout=3600,
+                     headers={**(headers or {}), "Content-Type": body.content_type})
+    return time.perf_counter() - start, r
+
+
+def grpc_upload(gateway: str, metadata: tuple[tuple[str, str], ...], path: Path,
+                filename: str) -> tuple[float, upload_pb2.UploadFileResponse]:
+    """Native client-streaming UploadFile through the gateway: metadata, then 1 MiB chunks."""
+    def messages() -> Iterator[upload_pb2.UploadFileRequest]:
+        yield upload_pb2.UploadFileRequest(metadata=upload_pb2.FileMetadata(
+            filename=filename, content_type="text/csv"))
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                yield upload_pb2.UploadFileRequest(chunk=chunk)
+
+    with grpc.insecure_channel(gateway) as channel:
+        stub = upload_pb2_grpc.UploadServiceStub(channel)
+        grpc.channel_ready_future(channel).result(timeout=10)
+        start = time.perf_counter()
+        response = stub.UploadFile(messages(), metadata=metadata, timeout=3600)
+        return time.perf_counter() - start, response
+
+
+class _Sink(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        remaining = int(self.headers.get("Content-Length", "0"))
+        while remaining > 0:
+            got = self.rfile.read(min(CHUNK, remaining))
+            if not got:
+                break
+            remaining -= len(got)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class RawSink:
+    """A tiny threaded HTTP server on loopback that reads and discards request bodies."""
+
+    def __init__(self) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/upload"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> RawSink:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
