@@ -25,7 +25,7 @@ def _sweep_forever(service: TaskService, interval: float, stop: threading.Event)
     (lease expired) or their message, and deletes files past their retention."""
     while not stop.wait(interval):
         try:
-            service.sweep(pending_grace_seconds=max(60.0, interval * 4))
+            service.sweep(grace_seconds=max(60.0, interval * 4))
             service.purge_files()
         except Exception:
             log.exception("periodic sweep failed; trying again next round")

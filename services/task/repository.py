@@ -166,12 +166,14 @@ class TaskRepository:
             return_document=ReturnDocument.AFTER,
         )
 
-    def stalled(self, pending_before: datetime) -> list[dict[str, Any]]:
-        """Processing tasks whose lease expired, and pending tasks nobody claimed in time."""
+    def stalled(self, grace_before: datetime) -> list[dict[str, Any]]:
+        """Processing tasks whose lease expired, and pending tasks nobody claimed in time, that
+        were not re-enqueued within the grace period."""
         t = now()
-        return list(self._tasks.find({"$or": [
-            {"status": "processing", "lease_expires_at": {"$lt": t}},
-            {"status": "pending", "updated_at": {"$lt": pending_before}},
+        return list(self._tasks.find({"$and": [
+            {"$or": [{"status": "processing", "lease_expires_at": {"$lt": t}},
+                     {"status": "pending", "updated_at": {"$lt": grace_before}}]},
+            {"$or": [{"requeued_at": None}, {"requeued_at": {"$lt": grace_before}}]},
         ]}))
 
     def files_to_delete(self, finished_before: datetime, limit: int = 100) -> list[dict[str, Any]]:
@@ -184,8 +186,8 @@ class TaskRepository:
         self._tasks.update_one({"_id": _oid(task_id)},
                                {"$set": {"file_deleted": True, "updated_at": now()}})
 
-    def touch(self, task_id: str) -> None:
-        self._tasks.update_one({"_id": _oid(task_id)}, {"$set": {"updated_at": now()}})
+    def mark_requeued(self, task_id: str) -> None:
+        self._tasks.update_one({"_id": _oid(task_id)}, {"$set": {"requeued_at": now()}})
 
     def rejections(self, task_id: str) -> Iterator[dict[str, Any]]:
         return self._rejections.find({"task_id": task_id}, {"_id": 0}).sort("line", ASCENDING)

@@ -125,10 +125,10 @@ class TaskService:
                                          **task["progress"], "error": error})
         return task
 
-    def sweep(self, pending_grace_seconds: float) -> int:
-        """Re-enqueues tasks that lost their worker or their message; fails them after too many
-        attempts. Returns how many tasks it acted on."""
-        stalled = self._repo.stalled(now() - timedelta(seconds=pending_grace_seconds))
+    def sweep(self, grace_seconds: float) -> int:
+        """Re-enqueues tasks that lost their worker or their message (at most once per grace
+        period each); fails them after too many attempts. Returns how many it acted on."""
+        stalled = self._repo.stalled(now() - timedelta(seconds=grace_seconds))
         for task in stalled:
             task_id = str(task["_id"])
             if task["attempts"] >= self._max_attempts:
@@ -136,7 +136,7 @@ class TaskService:
                                          "stopped each time; check the worker logs")
                 log.warning("task failed by sweep", extra={"task_id": task_id})
                 continue
-            self._repo.touch(task_id)
+            self._repo.mark_requeued(task_id)
             self._enqueue(task_id)
             log.warning("task re-enqueued by sweep", extra={"task_id": task_id,
                                                             "status": task["status"]})
