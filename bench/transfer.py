@@ -8,14 +8,18 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import requests
 
 from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
+from services.upload.repository import FileRepository
+from services.upload.service import UploadService
+from services.upload.storage import LocalStorage
 
 CHUNK = 1 << 20
 
@@ -53,9 +57,10 @@ def post_multipart(session: requests.Session, url: str, path: Path, filename: st
     return time.perf_counter() - start, r
 
 
-def grpc_upload(gateway: str, metadata: tuple[tuple[str, str], ...], path: Path,
+def grpc_upload(target: str, metadata: tuple[tuple[str, str], ...], path: Path,
                 filename: str) -> tuple[float, upload_pb2.UploadFileResponse]:
-    """Native client-streaming UploadFile through the gateway: metadata, then 1 MiB chunks."""
+    """Native client-streaming UploadFile to `target` (the gateway, the upload service itself or
+    a sink): the metadata, then 1 MiB chunks."""
     def messages() -> Iterator[upload_pb2.UploadFileRequest]:
         yield upload_pb2.UploadFileRequest(metadata=upload_pb2.FileMetadata(
             filename=filename, content_type="text/csv"))
@@ -63,12 +68,35 @@ def grpc_upload(gateway: str, metadata: tuple[tuple[str, str], ...], path: Path,
             while chunk := f.read(CHUNK):
                 yield upload_pb2.UploadFileRequest(chunk=chunk)
 
-    with grpc.insecure_channel(gateway) as channel:
+    with grpc.insecure_channel(target) as channel:
         stub = upload_pb2_grpc.UploadServiceStub(channel)
         grpc.channel_ready_future(channel).result(timeout=10)
         start = time.perf_counter()
         response = stub.UploadFile(messages(), metadata=metadata, timeout=3600)
         return time.perf_counter() - start, response
+
+
+class _NoRecords:
+    def add(self, record: dict[str, Any]) -> None:
+        pass
+
+
+def upload_in_process(path: Path, store: Path) -> float:
+    """Seconds for the upload service's own use case (UploadService.upload: size limit, sha256,
+    UTF-8 check, write, fsync, rename) on the file's 1 MiB chunks, with no gRPC, no database
+    record and no task: the per-byte work the service does for every upload."""
+    def chunks() -> Iterator[bytes]:
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
+
+    service = UploadService(cast(FileRepository, _NoRecords()), LocalStorage(store),
+                            lambda record: "", max_bytes=1 << 40)
+    start = time.perf_counter()
+    stored = service.upload("bench", path.name, chunks())
+    seconds = time.perf_counter() - start
+    (store / f"{stored.file_id}.csv").unlink()
+    return seconds
 
 
 class _Sink(BaseHTTPRequestHandler):
@@ -105,3 +133,28 @@ class RawSink:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class GrpcSink:
+    """An UploadFile server in this process that counts the chunks and discards them: what one
+    Python gRPC client and server manage on this machine with no work in between."""
+
+    def __init__(self) -> None:
+        def upload(requests: Iterator[upload_pb2.UploadFileRequest],
+                   context: grpc.ServicerContext) -> upload_pb2.UploadFileResponse:
+            return upload_pb2.UploadFileResponse(size_bytes=sum(len(m.chunk) for m in requests))
+
+        handler = grpc.method_handlers_generic_handler("marquee.upload.v1.UploadService", {
+            "UploadFile": grpc.stream_unary_rpc_method_handler(
+                upload, request_deserializer=upload_pb2.UploadFileRequest.FromString,
+                response_serializer=upload_pb2.UploadFileResponse.SerializeToString)})
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        self._server.add_generic_rpc_handlers((handler,))
+        self.target = f"127.0.0.1:{self._server.add_insecure_port('127.0.0.1:0')}"
+
+    def __enter__(self) -> GrpcSink:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop(grace=None)

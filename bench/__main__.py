@@ -1,0 +1,256 @@
+"""python -m bench --tiers quick|full: start a stack, measure, stop it, write and print results.
+
+    --keep            keep the temporary directory (stack data, logs, generated files)
+    --markdown FILE   print FILE's results as Markdown tables (for BENCHMARKS.md) and exit
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from pymongo import MongoClient
+
+from bench import ingest, machine, report
+from bench.datagen import write_csv
+from bench.memory import peaks_mb, reset_peaks
+from bench.reads import Budget, Reader
+from bench.stack import Api, running_stack
+from bench.transfer import (
+    GrpcSink,
+    RawSink,
+    grpc_upload,
+    post_multipart,
+    upload_in_process,
+)
+from devstack.stack import Stack
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MIB = 2**20
+ID_BASES = {10_000: 100_000_000, 100_000: 200_000_000, 1_000_000: 300_000_000}
+UPLOAD_ID_BASE = 900_000_000
+
+
+@dataclass(frozen=True)
+class Tier:
+    ingest_rows: tuple[int, ...]
+    upload_bytes: int
+    upload_repeats: int
+    reads: Budget
+    sample_rows: int  # cap of the upsert-ceiling and naive runs
+
+
+TIERS = {
+    "quick": Tier((10_000, 100_000), 100 * MIB, 3, Budget(200, 6, 20), 20_000),
+    "full": Tier((10_000, 100_000, 1_000_000), 1024 * MIB, 2, Budget(200, 10, 60), 100_000),
+    # A minute-long run of every code path, for working on the benchmark itself.
+    "smoke": Tier((2_000,), 8 * MIB, 1, Budget(20, 2, 5), 1_000),
+}
+
+_start = time.monotonic()
+
+
+def log(message: str) -> None:
+    print(f"[{time.monotonic() - _start:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def _catalog_count(db: Any, lo: int, hi: int) -> int:
+    """Movies with ids lo..hi-1 (all of one length, so string order is numeric order)."""
+    assert len(str(lo)) == len(str(hi - 1))
+    return int(db["catalog_movies"].count_documents({"_id": {"$gte": str(lo),
+                                                             "$lte": str(hi - 1)}}))
+
+
+def run_ingest_tier(rows: int, tier: Tier, work: Path, stack: Stack, api: Api, db: Any,
+                    reader: Reader) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    base = ID_BASES.get(rows, 500_000_000)
+    path = work / f"movies-{rows}.csv"
+    written, size = write_csv(path, id_base=base, rows=rows)
+    log(f"ingest {rows}: generated {size / MIB:.1f} MiB")
+    entry: dict[str, Any] = {"rows": written, "bytes": size}
+    entry.update(ingest.parse_rate(path))
+    log(f"ingest {rows}: parse only {entry['parse_rows_per_s']:,.0f} rows/s")
+    e2e = ingest.end_to_end(api, stack, path, rows, timeout=max(600.0, rows / 50))
+    in_catalog = _catalog_count(db, base, base + rows)
+    if in_catalog != rows:
+        raise RuntimeError(f"catalog holds {in_catalog} of the {rows} ingested movies")
+    entry.update(e2e)
+    log(f"ingest {rows}: e2e {e2e['e2e_rows_per_s']:,.0f} rows/s ({e2e['e2e_s']} s), peak RSS "
+        f"{e2e['peak_rss_mb']}")
+
+    movies = int(db["catalog_movies"].estimated_document_count())
+    log(f"reads at {movies} movies")
+    reads = reader.measure(movies, tier.reads, log)
+
+    n, seconds = ingest.ceiling(db, path, "bench_ceiling", upsert=False)
+    entry.update({"ceiling_rows": n, "ceiling_rows_per_s": round(n / seconds, 1)})
+    entry["ratio_to_ceiling"] = round(entry["e2e_rows_per_s"] / entry["ceiling_rows_per_s"], 3)
+    log(f"ingest {rows}: insert ceiling {entry['ceiling_rows_per_s']:,.0f} rows/s")
+    sample = tier.sample_rows if rows > tier.sample_rows else None
+    n, seconds = ingest.ceiling(db, path, "bench_upsert", upsert=True, limit=sample)
+    entry.update({"ceiling_upsert_rows": n, "ceiling_upsert_rows_per_s": round(n / seconds, 1)})
+    log(f"ingest {rows}: upsert ceiling {entry['ceiling_upsert_rows_per_s']:,.0f} rows/s "
+        f"({n} rows)")
+    naive = ingest.naive(stack.env["MONGO_URI"], stack.settings.mongo_db, path, sample)
+    entry.update({
+        "naive_rows_per_s": round(naive["inserted_rows"] / naive["insert_s"], 1),
+        "naive_peak_rss_mb": naive["peak_rss_mb"], "naive_load_s": naive["load_s"],
+        "naive_loaded_rows": naive["loaded_rows"], "naive_inserted_rows": naive["inserted_rows"],
+    })
+    log(f"ingest {rows}: naive {entry['naive_rows_per_s']:,.0f} rows/s, peak RSS "
+        f"{naive['peak_rss_mb']} MB")
+    if sample:
+        entry["sample_rows"] = sample
+        entry["sample_note"] = (f"upsert ceiling and naive insert timed on the first {sample} "
+                                "rows; naive still loads the whole file (its peak RSS)")
+    path.unlink()
+    return entry, reads
+
+
+def _end_task(api: Api, task_id: str) -> str:
+    api.post(f"/task/{task_id}/cancel")  # 400 when it already ended: fine
+    return str(api.wait_task(task_id, timeout=900)["status"])
+
+
+def run_upload(tier: Tier, work: Path, stack: Stack, api: Api) -> dict[str, Any]:
+    """The same file sent each way `upload_repeats` times; the median MiB/s of each way. Every
+    upload to the stack starts an ingestion task, cancelled at once (it is not measured)."""
+    path = work / "upload.csv"
+    _, size = write_csv(path, id_base=UPLOAD_ID_BASE, min_bytes=tier.upload_bytes)
+    log(f"upload: generated {size / MIB:.1f} MiB")
+    watched = ("envoy", "upload")
+    gateway = f"127.0.0.1:{stack.ports['gateway']}"
+    direct = f"127.0.0.1:{stack.ports['upload']}"
+    speeds: dict[str, list[float]] = {}
+    peaks: dict[str, dict[str, float]] = {}
+
+    def rest() -> tuple[float, str, int]:
+        seconds, r = post_multipart(api.http, api.base + "/files/upload", path, path.name,
+                                    headers=api.headers)
+        if r.status_code != 202:
+            raise RuntimeError(f"REST upload answered {r.status_code}: {r.text[:300]}")
+        return seconds, str(r.json()["task_id"]), int(r.json()["size_bytes"])
+
+    def native(target: str) -> tuple[float, str, int]:
+        seconds, response = grpc_upload(target, api.metadata, path, path.name)
+        return seconds, response.task_id, response.size_bytes
+
+    def measure(way: str, send: Callable[[], tuple[float, str, int]]) -> None:
+        for _ in range(tier.upload_repeats):
+            reset_peaks(stack, watched)
+            seconds, task_id, stored = send()
+            way_peaks = peaks.setdefault(way, {})
+            for name, mb in peaks_mb(stack, watched).items():
+                way_peaks[name] = max(way_peaks.get(name, 0.0), mb)
+            if stored != size:
+                raise RuntimeError(f"{way} upload stored {stored} of {size} bytes")
+            speeds.setdefault(way, []).append(size / MIB / seconds)
+            if task_id:
+                _end_task(api, task_id)
+        log(f"upload: {way} {statistics.median(speeds[way]):.0f} MiB/s, peak RSS "
+            f"{peaks.get(way)}")
+
+    with RawSink() as sink, requests.Session() as session:
+        def raw() -> tuple[float, str, int]:
+            seconds, r = post_multipart(session, sink.url, path, path.name)
+            r.raise_for_status()
+            return seconds, "", size
+
+        measure("raw", raw)
+    measure("rest", rest)
+    measure("grpc", lambda: native(gateway))
+    measure("grpc_direct", lambda: native(direct))
+    with GrpcSink() as grpc_sink:
+        measure("grpc_sink", lambda: native(grpc_sink.target))
+    measure("service_in_process",
+            lambda: (upload_in_process(path, work / "in-process"), "", size))
+    path.unlink()
+    mb = {way: statistics.median(v) for way, v in speeds.items()}
+    return {"bytes": size, "runs": tier.upload_repeats,
+            "rest_mb_per_s": round(mb["rest"], 1), "grpc_mb_per_s": round(mb["grpc"], 1),
+            "raw_mb_per_s": round(mb["raw"], 1),
+            "rest_ratio": round(mb["rest"] / mb["raw"], 3),
+            "grpc_ratio": round(mb["grpc"] / mb["raw"], 3),
+            "grpc_direct_mb_per_s": round(mb["grpc_direct"], 1),
+            "grpc_sink_mb_per_s": round(mb["grpc_sink"], 1),
+            "service_in_process_mb_per_s": round(mb["service_in_process"], 1),
+            "runs_mb_per_s": {way: [round(v, 1) for v in runs] for way, runs in speeds.items()},
+            "peak_rss_mb": {name: max(peaks[way][name] for way in ("rest", "grpc"))
+                            for name in watched},
+            "peak_rss_mb_by_way": {way: peaks[way] for way in ("rest", "grpc", "grpc_direct")},
+            "notes": "grpc_direct: UploadFile straight to the upload service, bypassing Envoy; "
+                     "grpc_sink: to a discarding gRPC server in the bench process; "
+                     "service_in_process: UploadService.upload called in the bench process "
+                     "(sha256, UTF-8 check, write, fsync; no gRPC, no database)"}
+
+
+def run(tier_name: str, keep: bool) -> dict[str, Any]:
+    tier = TIERS[tier_name]
+    work = Path(tempfile.mkdtemp(prefix="marquee-bench-"))
+    log(f"tier {tier_name}; working in {work}")
+    results: dict[str, Any] = {
+        "tier": tier_name, "machine": machine.describe(),
+        "config": {"ingest_rows": list(tier.ingest_rows), "upload_bytes": tier.upload_bytes,
+                   "upload_repeats": tier.upload_repeats, "sample_rows": tier.sample_rows,
+                   "reads": vars(tier.reads), "workers": 1, "worker_concurrency": 1,
+                   "mb": "MiB (2^20 bytes)"},
+        "ingest": [], "upload": [], "reads": [],
+    }
+    ok = False
+    try:
+        with running_stack(work) as stack:
+            log("stack ready")
+            api = Api(stack.gateway_url)
+            client: MongoClient = MongoClient(stack.env["MONGO_URI"])
+            db = client[stack.settings.mongo_db]
+            reader = Reader(api, stack.env["MONGO_URI"], stack.settings.mongo_db,
+                            stack.env["REDIS_URL"])
+            try:
+                for rows in tier.ingest_rows:
+                    entry, reads = run_ingest_tier(rows, tier, work, stack, api, db, reader)
+                    results["ingest"].append(entry)
+                    results["reads"] += reads
+                results["upload"].append(run_upload(tier, work, stack, api))
+            finally:
+                reader.close()
+                client.close()
+        ok = True
+    finally:
+        results["runtime_s"] = round(time.monotonic() - _start, 1)
+        if ok and not keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log(f"kept {work} (stack logs in {work / 'logs'})")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--tiers", choices=sorted(TIERS), default="quick")
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args()
+    if args.markdown:
+        print(report.markdown(json.loads(args.markdown.read_text())))
+        return
+    results = run(args.tiers, args.keep)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(report.text(results))
+    print(f"\nruntime {results['runtime_s']:.0f} s; results in {out}")
+
+
+if __name__ == "__main__":
+    main()

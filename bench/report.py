@@ -1,0 +1,95 @@
+"""The results as text tables (stdout) and as Markdown tables (BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if value >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _rss(peaks: dict[str, float], names: tuple[str, ...]) -> str:
+    return " ".join(f"{n[:3]}={peaks.get(n, 0):.0f}" for n in names)
+
+
+def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    out = []
+    ingest_rows = []
+    for r in results.get("ingest", []):
+        ingest_rows.append([_fmt(r["rows"]), f"{r['bytes'] / 2**20:.1f}",
+                            _fmt(r["e2e_rows_per_s"]), _fmt(r["ceiling_rows_per_s"]),
+                            _fmt(r.get("ratio_to_ceiling")),
+                            _fmt(r.get("ceiling_upsert_rows_per_s")),
+                            _fmt(r["parse_rows_per_s"]), _fmt(r.get("naive_rows_per_s")),
+                            _fmt(r.get("naive_peak_rss_mb")),
+                            _rss(r["peak_rss_mb"], ("envoy", "upload", "task", "catalog",
+                                                    "worker", "mongo"))])
+    out.append(("Ingestion (rows/s; RSS in MB)",
+                ["rows", "MiB", "e2e", "insert ceiling", "e2e/ceiling", "upsert ceiling",
+                 "parse only", "naive insert", "naive peak RSS", "stack peak RSS"],
+                ingest_rows))
+    upload_rows = []
+    for r in results.get("upload", []):
+        upload_rows.append([f"{r['bytes'] / 2**20:,.0f}", _fmt(r["raw_mb_per_s"]),
+                            _fmt(r["rest_mb_per_s"]), _fmt(r["rest_ratio"]),
+                            _fmt(r["grpc_mb_per_s"]), _fmt(r["grpc_ratio"]),
+                            _fmt(r.get("grpc_direct_mb_per_s")),
+                            _fmt(r.get("grpc_sink_mb_per_s")),
+                            _fmt(r.get("service_in_process_mb_per_s")),
+                            *(_rss(r.get("peak_rss_mb_by_way", {}).get(way, {}),
+                                   ("envoy", "upload")) for way in ("rest", "grpc"))])
+    out.append(("Upload (MiB/s; RSS in MB)",
+                ["MiB", "raw loopback", "REST via Envoy", "REST/raw", "gRPC via Envoy",
+                 "gRPC/raw", "gRPC to upload svc", "gRPC to sink", "upload use case in-process",
+                 "peak RSS REST",
+                 "peak RSS gRPC"], upload_rows))
+    read_rows = []
+    for r in results.get("reads", []):
+        read_rows.append([
+            _fmt(r["movies"]), r["query"], str(r["concurrency"]), _fmt(r.get("p50_ms")),
+            _fmt(r.get("p95_ms")), _fmt(r.get("p99_ms")), _fmt(r.get("rps")),
+            _fmt(r.get("cache_hit_ratio")), _fmt(r.get("cold_ms")),
+            _fmt(r.get("uncached_p50_ms")) if "uncached_skipped" not in r else "skip",
+            _fmt(r.get("uncached_p99_ms")) if "uncached_skipped" not in r else "skip",
+            _fmt(r.get("direct_p50_ms")) if "direct_skipped" not in r else "skip",
+            _fmt(r.get("direct_p99_ms")) if "direct_skipped" not in r else "skip",
+            _fmt(r.get("direct_rps")) if "direct_skipped" not in r else "skip",
+            _fmt(r.get("ratio_p99")), _fmt(r.get("uncached_ratio_p99")),
+        ])
+    out.append(("GET /movies (ms; via Envoy as served / with the cache bypassed / pymongo "
+                "direct)",
+                ["movies", "query", "conc", "p50", "p95", "p99", "req/s", "hit ratio",
+                 "cold", "uncached p50", "uncached p99", "direct p50", "direct p99",
+                 "direct req/s", "p99/direct", "uncached p99/direct"], read_rows))
+    return out
+
+
+def text(results: dict[str, Any]) -> str:
+    lines = []
+    for title, header, rows in tables(results):
+        widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+                  for i, h in enumerate(header)]
+        lines.append("")
+        lines.append(title)
+        lines.append("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
+        for row in rows:
+            lines.append("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+    return "\n".join(lines)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = []
+    for title, header, rows in tables(results):
+        lines += ["", f"**{title}**", "", "| " + " | ".join(header) + " |",
+                  "|" + "|".join("---:" for _ in header) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
