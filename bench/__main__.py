@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -73,12 +74,13 @@ def _catalog_count(db: Any, lo: int, hi: int) -> int:
 
 
 def run_ingest_tier(rows: int, tier: Tier, work: Path, stack: Stack, api: Api, db: Any,
-                    reader: Reader) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                    reader: Reader, results: dict[str, Any]) -> None:
     base = ID_BASES.get(rows, 500_000_000)
     path = work / f"movies-{rows}.csv"
     written, size = write_csv(path, id_base=base, rows=rows)
     log(f"ingest {rows}: generated {size / MIB:.1f} MiB")
     entry: dict[str, Any] = {"rows": written, "bytes": size}
+    results["ingest"].append(entry)  # filled in as the measurements finish
     entry.update(ingest.parse_rate(path))
     log(f"ingest {rows}: parse only {entry['parse_rows_per_s']:,.0f} rows/s")
     e2e = ingest.end_to_end(api, stack, path, rows, timeout=max(600.0, rows / 50))
@@ -91,7 +93,7 @@ def run_ingest_tier(rows: int, tier: Tier, work: Path, stack: Stack, api: Api, d
 
     movies = int(db["catalog_movies"].estimated_document_count())
     log(f"reads at {movies} movies")
-    reads = reader.measure(movies, tier.reads, log)
+    results["reads"] += reader.measure(movies, tier.reads, log)
 
     n, seconds = ingest.ceiling(db, path, "bench_ceiling", upsert=False)
     entry.update({"ceiling_rows": n, "ceiling_rows_per_s": round(n / seconds, 1)})
@@ -115,7 +117,6 @@ def run_ingest_tier(rows: int, tier: Tier, work: Path, stack: Stack, api: Api, d
         entry["sample_note"] = (f"upsert ceiling and naive insert timed on the first {sample} "
                                 "rows; naive still loads the whole file (its peak RSS)")
     path.unlink()
-    return entry, reads
 
 
 def _end_task(api: Api, task_id: str) -> str:
@@ -195,18 +196,19 @@ def run_upload(tier: Tier, work: Path, stack: Stack, api: Api) -> dict[str, Any]
                      "(sha256, UTF-8 check, write, fsync; no gRPC, no database)"}
 
 
-def run(tier_name: str, keep: bool) -> dict[str, Any]:
+def run(tier_name: str, keep: bool, results: dict[str, Any]) -> None:
+    """Fills `results` as the measurements finish, so that an interrupted run keeps them."""
     tier = TIERS[tier_name]
     work = Path(tempfile.mkdtemp(prefix="marquee-bench-"))
     log(f"tier {tier_name}; working in {work}")
-    results: dict[str, Any] = {
-        "tier": tier_name, "machine": machine.describe(),
+    results.update({
+        "tier": tier_name, "complete": False, "machine": machine.describe(),
         "config": {"ingest_rows": list(tier.ingest_rows), "upload_bytes": tier.upload_bytes,
                    "upload_repeats": tier.upload_repeats, "sample_rows": tier.sample_rows,
                    "reads": vars(tier.reads), "workers": 1, "worker_concurrency": 1,
                    "mb": "MiB (2^20 bytes)"},
         "ingest": [], "upload": [], "reads": [],
-    }
+    })
     ok = False
     try:
         with running_stack(work) as stack:
@@ -218,21 +220,19 @@ def run(tier_name: str, keep: bool) -> dict[str, Any]:
                             stack.env["REDIS_URL"])
             try:
                 for rows in tier.ingest_rows:
-                    entry, reads = run_ingest_tier(rows, tier, work, stack, api, db, reader)
-                    results["ingest"].append(entry)
-                    results["reads"] += reads
+                    run_ingest_tier(rows, tier, work, stack, api, db, reader, results)
                 results["upload"].append(run_upload(tier, work, stack, api))
             finally:
                 reader.close()
                 client.close()
         ok = True
+        results["complete"] = True
     finally:
         results["runtime_s"] = round(time.monotonic() - _start, 1)
         if ok and not keep:
             shutil.rmtree(work, ignore_errors=True)
         else:
             log(f"kept {work} (stack logs in {work / 'logs'})")
-    return results
 
 
 def main() -> None:
@@ -241,15 +241,23 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
+    # Stop the stack on SIGTERM, and on SIGINT even when a background shell ignores it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.markdown:
         print(report.markdown(json.loads(args.markdown.read_text())))
         return
-    results = run(args.tiers, args.keep)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(report.text(results))
-    print(f"\nruntime {results['runtime_s']:.0f} s; results in {out}")
+    results: dict[str, Any] = {}
+    try:
+        run(args.tiers, args.keep, results)
+    finally:
+        if results.get("machine"):
+            RESULTS.mkdir(exist_ok=True)
+            out = RESULTS / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+            out.write_text(json.dumps(results, indent=2) + "\n")
+            print(report.text(results))
+            state = "" if results.get("complete") else " (INCOMPLETE: the run stopped early)"
+            print(f"\nruntime {results['runtime_s']:.0f} s; results in {out}{state}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
     out = []
     ingest_rows = []
     for r in results.get("ingest", []):
+        if "ceiling_rows_per_s" not in r:  # an interrupted run
+            continue
         ingest_rows.append([_fmt(r["rows"]), f"{r['bytes'] / 2**20:.1f}",
                             _fmt(r["e2e_rows_per_s"]), _fmt(r["ceiling_rows_per_s"]),
                             _fmt(r.get("ratio_to_ceiling")),
