@@ -1,6 +1,7 @@
 """python -m bench --tiers quick|full: start a stack, measure, stop it, write and print results.
 
     --keep            keep the temporary directory (stack data, logs, generated files)
+    --rows N[,N...]   ingest these row counts instead of the tier's (e.g. only 1000000)
     --markdown FILE   print FILE's results as Markdown tables (for BENCHMARKS.md) and exit
 """
 
@@ -15,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -196,9 +197,8 @@ def run_upload(tier: Tier, work: Path, stack: Stack, api: Api) -> dict[str, Any]
                      "(sha256, UTF-8 check, write, fsync; no gRPC, no database)"}
 
 
-def run(tier_name: str, keep: bool, results: dict[str, Any]) -> None:
+def run(tier_name: str, tier: Tier, keep: bool, results: dict[str, Any]) -> None:
     """Fills `results` as the measurements finish, so that an interrupted run keeps them."""
-    tier = TIERS[tier_name]
     work = Path(tempfile.mkdtemp(prefix="marquee-bench-"))
     log(f"tier {tier_name}; working in {work}")
     results.update({
@@ -240,6 +240,8 @@ def main() -> None:
     parser.add_argument("--tiers", choices=sorted(TIERS), default="quick")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--rows", help="comma-separated ingestion tiers instead of the tier's, "
+                                       "e.g. 1000000")
     args = parser.parse_args()
     # Stop the stack on SIGTERM, and on SIGINT even when a background shell ignores it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -247,9 +249,16 @@ def main() -> None:
     if args.markdown:
         print(report.markdown(json.loads(args.markdown.read_text())))
         return
+    tier = TIERS[args.tiers]
+    if args.rows:
+        tier = replace(tier, ingest_rows=tuple(int(n) for n in args.rows.split(",")))
     results: dict[str, Any] = {}
     try:
-        run(args.tiers, args.keep, results)
+        with machine.InterferenceWatch() as watch:
+            try:
+                run(args.tiers, tier, args.keep, results)
+            finally:
+                results["interference"] = watch.seen
     finally:
         if results.get("machine"):
             RESULTS.mkdir(exist_ok=True)
@@ -257,6 +266,9 @@ def main() -> None:
             out.write_text(json.dumps(results, indent=2) + "\n")
             print(report.text(results))
             state = "" if results.get("complete") else " (INCOMPLETE: the run stopped early)"
+            if results.get("interference"):
+                print(f"\nWARNING: a test suite ran during the measurements (seconds into the "
+                      f"run): {results['interference']}; the numbers are not clean")
             print(f"\nruntime {results['runtime_s']:.0f} s; results in {out}{state}")
 
 
