@@ -2,6 +2,7 @@
 
     --keep            keep the temporary directory (stack data, logs, generated files)
     --rows N[,N...]   ingest these row counts instead of the tier's (e.g. only 1000000)
+    --no-reads        skip the read measurements
     --markdown FILE   print FILE's results as Markdown tables (for BENCHMARKS.md) and exit
 """
 
@@ -49,7 +50,7 @@ class Tier:
     ingest_rows: tuple[int, ...]
     upload_bytes: int
     upload_repeats: int
-    reads: Budget
+    reads: Budget | None  # None: no read measurements
     sample_rows: int  # cap of the upsert-ceiling and naive runs
 
 
@@ -92,9 +93,10 @@ def run_ingest_tier(rows: int, tier: Tier, work: Path, stack: Stack, api: Api, d
     log(f"ingest {rows}: e2e {e2e['e2e_rows_per_s']:,.0f} rows/s ({e2e['e2e_s']} s), peak RSS "
         f"{e2e['peak_rss_mb']}")
 
-    movies = int(db["catalog_movies"].estimated_document_count())
-    log(f"reads at {movies} movies")
-    results["reads"] += reader.measure(movies, tier.reads, log)
+    if tier.reads is not None:
+        movies = int(db["catalog_movies"].estimated_document_count())
+        log(f"reads at {movies} movies")
+        reader.measure(movies, tier.reads, log, results["reads"])
 
     n, seconds = ingest.ceiling(db, path, "bench_ceiling", upsert=False)
     entry.update({"ceiling_rows": n, "ceiling_rows_per_s": round(n / seconds, 1)})
@@ -205,8 +207,8 @@ def run(tier_name: str, tier: Tier, keep: bool, results: dict[str, Any]) -> None
         "tier": tier_name, "complete": False, "machine": machine.describe(),
         "config": {"ingest_rows": list(tier.ingest_rows), "upload_bytes": tier.upload_bytes,
                    "upload_repeats": tier.upload_repeats, "sample_rows": tier.sample_rows,
-                   "reads": vars(tier.reads), "workers": 1, "worker_concurrency": 1,
-                   "mb": "MiB (2^20 bytes)"},
+                   "reads": vars(tier.reads) if tier.reads else None, "workers": 1,
+                   "worker_concurrency": 1, "mb": "MiB (2^20 bytes)"},
         "ingest": [], "upload": [], "reads": [],
     })
     ok = False
@@ -240,6 +242,7 @@ def main() -> None:
     parser.add_argument("--tiers", choices=sorted(TIERS), default="quick")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--no-reads", action="store_true", help="skip the read measurements")
     parser.add_argument("--rows", help="comma-separated ingestion tiers instead of the tier's, "
                                        "e.g. 1000000")
     args = parser.parse_args()
@@ -252,6 +255,8 @@ def main() -> None:
     tier = TIERS[args.tiers]
     if args.rows:
         tier = replace(tier, ingest_rows=tuple(int(n) for n in args.rows.split(",")))
+    if args.no_reads:
+        tier = replace(tier, reads=None)
     results: dict[str, Any] = {}
     try:
         with machine.InterferenceWatch() as watch:

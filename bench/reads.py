@@ -242,9 +242,9 @@ class Reader:
                                f"{budget.cap_seconds:.0f}s"}
         return load(make_client, call, concurrency, budget, prepare).summary()
 
-    def measure(self, movies: int, budget: Budget, log: Callable[[str], None]
-                ) -> list[dict[str, Any]]:
-        rows = []
+    def measure(self, movies: int, budget: Budget, log: Callable[[str], None],
+                rows: list[dict[str, Any]]) -> None:
+        """Appends one row per (query, concurrency) to `rows` as each finishes."""
         for q in build_queries(self.api, movies):
             # One request each way first: the cold (cache-miss) latency and the warm-up.
             with self._session() as session:
@@ -281,4 +281,3 @@ class Reader:
                 log(f"reads {movies:>8} {q.name:<10} c={c:<3} p99 {row.get('p99_ms')} ms "
                     f"(uncached {row.get('uncached_p99_ms', '-')}, direct "
                     f"{row.get('direct_p99_ms', row.get('direct_skipped', '-'))})")
-        return rows
