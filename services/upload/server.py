@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC
 from typing import Any
 
@@ -14,6 +14,7 @@ from services.common.access import Access, current_caller
 from services.common.errors import InvalidArgument, TooLarge
 from services.common.rest import set_http_status
 from services.upload.multipart_stream import FilePart
+from services.upload.read_ahead import ReadAhead
 from services.upload.service import UPLOADED, StoredUpload, UploadService
 
 _S = "/marquee.upload.v1.UploadService/"
@@ -48,8 +49,8 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
         first = next(request_iterator, None)
         if first is None or not first.HasField("metadata"):
             raise InvalidArgument("the first message must carry the file metadata")
-        chunks = (m.chunk for m in request_iterator if m.HasField("chunk"))
-        stored = self._service.upload(caller.user_id, first.metadata.filename, chunks)
+        with ReadAhead(m.chunk for m in request_iterator if m.HasField("chunk")) as chunks:
+            stored = self._service.upload(caller.user_id, first.metadata.filename, chunks)
         return _accepted(context, stored)
 
     def UploadMultipart(self, request_iterator: Iterator[httpbody_pb2.HttpBody],
@@ -59,17 +60,17 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
         if first is None:
             raise InvalidArgument("empty request: send multipart/form-data with the field 'file'")
 
-        def body() -> Iterator[bytes]:
+        def body(rest: Iterable[bytes]) -> Iterator[bytes]:
             yield first.data
-            for message in request_iterator:
-                yield message.data
+            yield from rest
 
-        part = FilePart(first.content_type, body())
-        try:
-            stored = self._service.upload(caller.user_id, part.filename, part)
-        except TooLarge:
-            set_http_status(context, 413)
-            raise
+        with ReadAhead(m.data for m in request_iterator) as rest:
+            part = FilePart(first.content_type, body(rest))
+            try:
+                stored = self._service.upload(caller.user_id, part.filename, part)
+            except TooLarge:
+                set_http_status(context, 413)
+                raise
         return _accepted(context, stored)
 
     def GetFile(self, request: upload_pb2.GetFileRequest, context: grpc.ServicerContext

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
-import hashlib
 import logging
 import re
 import uuid
@@ -12,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common.errors import InvalidArgument, NotFound, TooLarge, Unavailable
+from services.upload.fingerprint import Fingerprint
 from services.upload.repository import FileRepository
 from services.upload.storage import Storage
 
@@ -50,30 +49,19 @@ class UploadService:
     def upload(self, owner: str, filename: str, chunks: Iterable[bytes]) -> StoredUpload:
         file_id = uuid.uuid4().hex
         file_path = f"{file_id}.csv"
-        sha = hashlib.sha256()
-        utf8 = codecs.getincrementaldecoder("utf-8")("strict")
-        utf8_valid = True
         size = 0
         writer = self._storage.writer(file_path)
         try:
-            for chunk in chunks:
-                size += len(chunk)
-                if size > self.max_bytes:
-                    raise TooLarge(f"file is larger than the limit of {self.max_bytes} bytes")
-                sha.update(chunk)
-                if utf8_valid:
-                    try:
-                        utf8.decode(chunk)
-                    except UnicodeDecodeError:
-                        utf8_valid = False
-                writer.write(chunk)
-            if size == 0:
-                raise InvalidArgument("file is empty: upload a CSV with a header row")
-            if utf8_valid:
-                try:
-                    utf8.decode(b"", final=True)
-                except UnicodeDecodeError:
-                    utf8_valid = False
+            with Fingerprint() as fingerprint:
+                for chunk in chunks:
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise TooLarge(f"file is larger than the limit of {self.max_bytes} bytes")
+                    fingerprint.update(chunk)
+                    writer.write(chunk)
+                if size == 0:
+                    raise InvalidArgument("file is empty: upload a CSV with a header row")
+                sha256 = fingerprint.finish()
             writer.commit()
         except BaseException:
             writer.abort()
@@ -82,7 +70,7 @@ class UploadService:
         name = display_name(filename)
         record: dict[str, Any] = {
             "_id": file_id, "owner": owner, "original_name": name, "file_path": file_path,
-            "size_bytes": size, "sha256": sha.hexdigest(), "utf8_valid": utf8_valid,
+            "size_bytes": size, "sha256": sha256, "utf8_valid": fingerprint.utf8_valid,
         }
         self._files.add(record)
         try:
@@ -93,7 +81,7 @@ class UploadService:
             raise Unavailable("the upload was stored but its task could not be created, so it "
                               "was discarded: try again") from exc
         log.info("file stored", extra={"file_id": file_id, "task_id": task_id, "owner": owner,
-                                       "bytes": size, "utf8_valid": utf8_valid})
+                                       "bytes": size, "utf8_valid": fingerprint.utf8_valid})
         return StoredUpload(task_id, file_id, size, record["sha256"])
 
     def get(self, file_id: str) -> dict[str, Any]:
