@@ -2,7 +2,7 @@
 
     --keep            keep the temporary directory (stack data, logs, generated files)
     --rows N[,N...]   ingest these row counts instead of the tier's (e.g. only 1000000)
-    --no-reads        skip the read measurements
+    --parts P[,P...]  measure only these of ingest, reads, upload, scale (default: all)
     --markdown FILE   print FILE's results as Markdown tables (for BENCHMARKS.md) and exit
 """
 
@@ -43,6 +43,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MIB = 2**20
 ID_BASES = {10_000: 100_000_000, 100_000: 200_000_000, 1_000_000: 300_000_000}
 UPLOAD_ID_BASE = 900_000_000
+SCALE_ID_BASE = 1_000_000_000
+PARTS = ("ingest", "reads", "upload", "scale")
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,17 @@ class Tier:
     upload_repeats: int
     reads: Budget | None  # None: no read measurements
     sample_rows: int  # cap of the upsert-ceiling and naive runs
+    # Files of at least these sizes ingested to done for the memory-flatness figures, through
+    # REST; the largest also through native gRPC.
+    scale_bytes: tuple[int, ...] = ()
 
 
 TIERS = {
     "quick": Tier((10_000, 100_000), 100 * MIB, 3, Budget(200, 6, 20), 20_000),
-    "full": Tier((10_000, 100_000, 1_000_000), 1024 * MIB, 2, Budget(200, 10, 60), 100_000),
+    "full": Tier((10_000, 100_000, 1_000_000), 1024 * MIB, 2, Budget(200, 10, 60), 100_000,
+                 scale_bytes=(10 * MIB, 100 * MIB, 1024 * MIB)),
     # A minute-long run of every code path, for working on the benchmark itself.
-    "smoke": Tier((2_000,), 8 * MIB, 1, Budget(20, 2, 5), 1_000),
+    "smoke": Tier((2_000,), 8 * MIB, 1, Budget(20, 2, 5), 1_000, scale_bytes=(MIB, 2 * MIB)),
 }
 
 _start = time.monotonic()
@@ -120,6 +126,29 @@ def run_ingest_tier(rows: int, tier: Tier, work: Path, stack: Stack, api: Api, d
         entry["sample_note"] = (f"upsert ceiling and naive insert timed on the first {sample} "
                                 "rows; naive still loads the whole file (its peak RSS)")
     path.unlink()
+
+
+def run_scale(tier: Tier, work: Path, stack: Stack, api: Api, db: Any,
+              results: dict[str, Any]) -> None:
+    """Each size ingested to done (fresh ids, so every run inserts), with the peak RSS of every
+    process: memory must not grow with the file."""
+    sizes = sorted(tier.scale_bytes)
+    runs = [(size, "rest") for size in sizes] + [(sizes[-1], "grpc")]
+    for i, (size, via) in enumerate(runs):
+        base = SCALE_ID_BASE + i * 100_000_000
+        path = work / f"scale-{size}.csv"
+        rows, written = write_csv(path, id_base=base, min_bytes=size)
+        log(f"scale: {written / MIB:.0f} MiB ({rows} rows) via {via}")
+        entry: dict[str, Any] = {"bytes": written, "rows": rows, "via": via}
+        entry.update(ingest.end_to_end(api, stack, path, rows, timeout=max(600.0, rows / 50),
+                                       via=via))
+        in_catalog = _catalog_count(db, base, base + rows)
+        if in_catalog != rows:
+            raise RuntimeError(f"catalog holds {in_catalog} of the {rows} ingested movies")
+        results["scale"].append(entry)
+        log(f"scale: {written / MIB:.0f} MiB via {via}: {entry['e2e_rows_per_s']:,.0f} rows/s, "
+            f"peak RSS {entry['peak_rss_mb']}")
+        path.unlink()
 
 
 def _end_task(api: Api, task_id: str) -> str:
@@ -199,7 +228,8 @@ def run_upload(tier: Tier, work: Path, stack: Stack, api: Api) -> dict[str, Any]
                      "(sha256, UTF-8 check, write, fsync; no gRPC, no database)"}
 
 
-def run(tier_name: str, tier: Tier, keep: bool, results: dict[str, Any]) -> None:
+def run(tier_name: str, tier: Tier, parts: set[str], keep: bool, results: dict[str, Any]
+        ) -> None:
     """Fills `results` as the measurements finish, so that an interrupted run keeps them."""
     work = Path(tempfile.mkdtemp(prefix="marquee-bench-"))
     log(f"tier {tier_name}; working in {work}")
@@ -208,8 +238,9 @@ def run(tier_name: str, tier: Tier, keep: bool, results: dict[str, Any]) -> None
         "config": {"ingest_rows": list(tier.ingest_rows), "upload_bytes": tier.upload_bytes,
                    "upload_repeats": tier.upload_repeats, "sample_rows": tier.sample_rows,
                    "reads": vars(tier.reads) if tier.reads else None, "workers": 1,
-                   "worker_concurrency": 1, "mb": "MiB (2^20 bytes)"},
-        "ingest": [], "upload": [], "reads": [],
+                   "worker_concurrency": 1, "mb": "MiB (2^20 bytes)",
+                   "scale_bytes": list(tier.scale_bytes), "parts": sorted(parts)},
+        "ingest": [], "upload": [], "reads": [], "scale": [],
     })
     ok = False
     try:
@@ -221,9 +252,13 @@ def run(tier_name: str, tier: Tier, keep: bool, results: dict[str, Any]) -> None
             reader = Reader(api, stack.env["MONGO_URI"], stack.settings.mongo_db,
                             stack.env["REDIS_URL"])
             try:
-                for rows in tier.ingest_rows:
-                    run_ingest_tier(rows, tier, work, stack, api, db, reader, results)
-                results["upload"].append(run_upload(tier, work, stack, api))
+                if "ingest" in parts:
+                    for rows in tier.ingest_rows:
+                        run_ingest_tier(rows, tier, work, stack, api, db, reader, results)
+                if "upload" in parts:
+                    results["upload"].append(run_upload(tier, work, stack, api))
+                if "scale" in parts and tier.scale_bytes:
+                    run_scale(tier, work, stack, api, db, results)
             finally:
                 reader.close()
                 client.close()
@@ -242,7 +277,8 @@ def main() -> None:
     parser.add_argument("--tiers", choices=sorted(TIERS), default="quick")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--markdown", type=Path)
-    parser.add_argument("--no-reads", action="store_true", help="skip the read measurements")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated, of {', '.join(PARTS)}")
     parser.add_argument("--rows", help="comma-separated ingestion tiers instead of the tier's, "
                                        "e.g. 1000000")
     args = parser.parse_args()
@@ -255,13 +291,16 @@ def main() -> None:
     tier = TIERS[args.tiers]
     if args.rows:
         tier = replace(tier, ingest_rows=tuple(int(n) for n in args.rows.split(",")))
-    if args.no_reads:
+    parts = set(args.parts.split(","))
+    if parts - set(PARTS):
+        parser.error(f"--parts takes {', '.join(PARTS)}")
+    if "reads" not in parts:
         tier = replace(tier, reads=None)
     results: dict[str, Any] = {}
     try:
         with machine.InterferenceWatch() as watch:
             try:
-                run(args.tiers, tier, args.keep, results)
+                run(args.tiers, tier, parts, args.keep, results)
             finally:
                 results["interference"] = watch.seen
     finally:

@@ -18,7 +18,7 @@ from pymongo.database import Database
 
 from bench.memory import peaks_mb, reset_peaks
 from bench.stack import Api
-from bench.transfer import CHUNK, post_multipart
+from bench.transfer import CHUNK, grpc_upload, post_multipart
 from devstack.stack import Stack
 from services.catalog.repository import INDEXES, index_name
 from services.worker.csv_source import ByteStream, records
@@ -27,16 +27,23 @@ from services.worker.movie_rows import RowRejected, parse_header, parse_row
 BATCH = 1000
 
 
-def end_to_end(api: Api, stack: Stack, path: Path, rows: int, timeout: float
+def end_to_end(api: Api, stack: Stack, path: Path, rows: int, timeout: float, via: str = "rest"
                ) -> dict[str, Any]:
-    """From the first byte of the REST upload until GET /task/{id} says done; exact counts."""
+    """From the first upload byte (REST multipart, or native gRPC, both through Envoy) until
+    GET /task/{id} says done; exact counts; peak RSS of every stack process over the run."""
     reset_peaks(stack)
     start = time.perf_counter()
-    upload_s, r = post_multipart(api.http, api.base + "/files/upload", path, path.name,
-                                 headers=api.headers)
-    if r.status_code != 202:
-        raise RuntimeError(f"upload answered {r.status_code}: {r.text[:300]}")
-    task = api.wait_task(str(r.json()["task_id"]), timeout)
+    if via == "rest":
+        upload_s, r = post_multipart(api.http, api.base + "/files/upload", path, path.name,
+                                     headers=api.headers)
+        if r.status_code != 202:
+            raise RuntimeError(f"upload answered {r.status_code}: {r.text[:300]}")
+        task_id = str(r.json()["task_id"])
+    else:
+        upload_s, response = grpc_upload(f"127.0.0.1:{stack.ports['gateway']}", api.metadata,
+                                         path, path.name)
+        task_id = response.task_id
+    task = api.wait_task(task_id, timeout)
     seconds = time.perf_counter() - start
     peaks = peaks_mb(stack)
     counts = {k: int(task.get(k, 0)) for k in ("rows_read", "rows_imported", "rows_rejected")}
@@ -45,6 +52,7 @@ def end_to_end(api: Api, stack: Stack, path: Path, rows: int, timeout: float
         raise RuntimeError(f"ingestion of {rows} rows ended {task['status']} with {counts}: "
                            f"{task.get('error')}")
     return {"e2e_s": round(seconds, 2), "upload_s": round(upload_s, 2),
+            "upload_mb_per_s": round(path.stat().st_size / 2**20 / upload_s, 1),
             "e2e_rows_per_s": round(rows / seconds, 1), "peak_rss_mb": peaks}
 
 

@@ -54,6 +54,20 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
                  "gRPC/raw", "gRPC to upload svc", "gRPC to sink", "upload use case in-process",
                  "peak RSS REST",
                  "peak RSS gRPC"], upload_rows))
+    scale = results.get("scale", [])
+    smallest = scale[0]["peak_rss_mb"] if scale else {}
+    watched = ("envoy", "upload", "catalog", "worker")
+    scale_rows = []
+    for r in scale:
+        growth = " ".join(f"{n[:3]}={r['peak_rss_mb'].get(n, 0) / smallest[n]:.2f}"
+                          for n in watched if smallest.get(n))
+        scale_rows.append([f"{r['bytes'] / 2**20:,.0f}", _fmt(r["rows"]), r["via"],
+                           _fmt(r["upload_mb_per_s"]), _fmt(r["e2e_rows_per_s"]),
+                           _fmt(r["e2e_s"]), _rss(r["peak_rss_mb"], (*watched, "task")), growth])
+    out.append(("Ingestion to done by file size (RSS in MB; growth = peak / the smallest "
+                "file's peak)",
+                ["MiB", "rows", "via", "upload MiB/s", "rows/s", "seconds", "stack peak RSS",
+                 "growth"], scale_rows))
     read_rows = []
     for r in results.get("reads", []):
         read_rows.append([
