@@ -62,6 +62,7 @@ class Settings:
     descriptor_set: Path
     task_sweep_seconds: int
     file_retention_seconds: int
+    upload_orphan_grace_seconds: int
     catalog_cache_ttl_seconds: int
 
     @classmethod
@@ -102,6 +103,7 @@ class Settings:
             descriptor_set=Path(env("DESCRIPTOR_SET", "build/gen/marquee.pb")).resolve(),
             task_sweep_seconds=_int("TASK_SWEEP_SECONDS", 30),
             file_retention_seconds=_int("FILE_RETENTION_SECONDS", 7 * 24 * 3600),
+            upload_orphan_grace_seconds=_int("UPLOAD_ORPHAN_GRACE_SECONDS", 24 * 3600),
             catalog_cache_ttl_seconds=_int("CATALOG_CACHE_TTL_SECONDS", 300),
         )
 

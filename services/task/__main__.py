@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 
 import grpc
 
 from marquee.task.v1 import task_pb2, task_pb2_grpc
 from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
-from services.common import jobs, logs, mongo
+from services.common import jobs, logs, mongo, periodic
 from services.common.clients import internal_channel, jwks_verifier
 from services.common.grpc_server import serve
 from services.common.settings import Settings
 from services.task.repository import TaskRepository
 from services.task.server import POLICY, TaskServicer
 from services.task.service import TaskService
-
-log = logging.getLogger(__name__)
-
-
-def _sweep_forever(service: TaskService, interval: float, stop: threading.Event) -> None:
-    """The task service's periodic job, while it serves: finds tasks that lost their worker
-    (lease expired) or their message, and deletes files past their retention."""
-    while not stop.wait(interval):
-        try:
-            service.sweep(grace_seconds=max(60.0, interval * 4))
-            service.purge_files()
-        except Exception:
-            log.exception("periodic sweep failed; trying again next round")
 
 
 def main() -> None:
@@ -52,13 +38,16 @@ def main() -> None:
 
     service = TaskService(repo, enqueue, delete_file, lease_seconds=settings.task_lease_seconds,
                           file_retention_seconds=settings.file_retention_seconds)
+    interval = float(settings.task_sweep_seconds)
+
+    def sweep() -> None:
+        """Finds tasks that lost their worker (lease expired) or their message, and deletes
+        files past their retention."""
+        service.sweep(grace_seconds=max(60.0, interval * 4))
+        service.purge_files()
+
     stop = threading.Event()
-    threading.Thread(
-        target=_sweep_forever,
-        args=(service, float(settings.task_sweep_seconds), stop),
-        name="stall-sweep",
-        daemon=True,
-    ).start()
+    periodic.every(interval, sweep, stop, name="stall-sweep")
     serve(
         name="task",
         listen=settings.grpc_listen or settings.task_addr,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
 from marquee.task.v1 import task_pb2, task_pb2_grpc
 from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
-from services.common import logs, mongo
+from services.common import logs, mongo, periodic
 from services.common.clients import internal_channel, jwks_verifier
 from services.common.grpc_server import serve
 from services.common.settings import Settings
@@ -14,6 +16,8 @@ from services.upload.repository import FileRepository
 from services.upload.server import POLICY, UploadServicer
 from services.upload.service import INGEST_CSV, UploadService
 from services.upload.storage import open_storage
+
+log = logging.getLogger(__name__)
 
 
 def main() -> None:
@@ -33,6 +37,15 @@ def main() -> None:
         return task.task_id
 
     storage = open_storage(settings.upload_storage, settings.upload_dir, db)
+    grace = settings.upload_orphan_grace_seconds
+
+    def sweep_orphans() -> None:
+        if removed := storage.sweep_orphans(grace):
+            log.info("deleted what interrupted uploads left", extra={"uploads": removed})
+
+    stop = threading.Event()
+    periodic.every(min(grace / 4, 3600.0), sweep_orphans, stop, name="orphan-sweep",
+                   first_now=True)
     service = UploadService(files, storage, create_task, settings.max_upload_bytes)
     serve(
         name="upload",
@@ -44,6 +57,7 @@ def main() -> None:
         policy=POLICY,
         verifier=jwks_verifier(settings),
         service_key=settings.service_key(),
+        on_stop=stop.set,
     )
 
 

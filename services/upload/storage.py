@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from bson import Binary
 from gridfs import GridFSBucket, NoFile
+from pymongo import ASCENDING
+from pymongo.collection import Collection
 from pymongo.database import Database
 
+from services.common.errors import Unavailable
+
 READ_CHUNK = 1 << 20
+BUCKET = "upload_blobs"
 
 
 class Writer(Protocol):
@@ -26,6 +34,12 @@ class Storage(Protocol):
     def read(self, name: str, offset: int = 0) -> Iterator[bytes]: ...
     def delete(self, name: str) -> None: ...
 
+    def sweep_orphans(self, grace_seconds: float) -> int:
+        """Deletes what uploads cut off by a crash left behind, once nothing was written to it
+        for `grace_seconds` (younger leftovers may be an upload still running, here or on
+        another replica); returns how many were deleted."""
+        ...
+
 
 class LocalStorage:
     """Files under one directory. A file is written as `<name>.part` and renamed into place only
@@ -34,8 +48,6 @@ class LocalStorage:
     def __init__(self, root: Path) -> None:
         self._root = root
         root.mkdir(parents=True, exist_ok=True)
-        for stale in root.glob("*.part"):  # left by a crash mid-upload
-            stale.unlink(missing_ok=True)
 
     def writer(self, name: str) -> Writer:
         return LocalWriter(self._root / name)
@@ -48,6 +60,16 @@ class LocalStorage:
 
     def delete(self, name: str) -> None:
         (self._root / name).unlink(missing_ok=True)
+
+    def sweep_orphans(self, grace_seconds: float) -> int:
+        cutoff = time.time() - grace_seconds
+        removed = 0
+        for part in self._root.glob("*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                if part.stat().st_mtime < cutoff:
+                    part.unlink()
+                    removed += 1
+        return removed
 
 
 class LocalWriter:
@@ -71,15 +93,21 @@ class LocalWriter:
 
 
 class GridFSStorage:
-    """Files as GridFS objects whose `_id` is the generated name. GridFS writes the file's
-    record only when the upload stream closes, so readers never see half a file; an aborted
-    upload deletes its chunks."""
+    """Files in GridFS's layout (bucket `upload_blobs`, `_id` = the generated name), readable by
+    any GridFS client. Each 1 MiB chunk is inserted as soon as it fills (pymongo's own writer
+    holds up to 48 MB of them in memory), and the files record only at the end, so readers
+    never see half a file; an aborted upload deletes its chunks."""
 
     def __init__(self, db: Database) -> None:
-        self._bucket = GridFSBucket(db, bucket_name="upload_blobs", chunk_size_bytes=READ_CHUNK)
+        self._bucket = GridFSBucket(db, bucket_name=BUCKET, chunk_size_bytes=READ_CHUNK)
+        self._files = db[f"{BUCKET}.files"]
+        self._chunks = db[f"{BUCKET}.chunks"]
+        # The indexes the GridFS spec asks for (pymongo's writer would create them).
+        self._chunks.create_index([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)
+        self._files.create_index([("filename", ASCENDING), ("uploadDate", ASCENDING)])
 
     def writer(self, name: str) -> Writer:
-        return _GridFSWriter(self._bucket, name)
+        return _GridFSWriter(self._files, self._chunks, name)
 
     def read(self, name: str, offset: int = 0) -> Iterator[bytes]:
         with self._bucket.open_download_stream(name) as stream:
@@ -91,19 +119,57 @@ class GridFSStorage:
         with contextlib.suppress(NoFile):
             self._bucket.delete(name)
 
+    def sweep_orphans(self, grace_seconds: float) -> int:
+        # Chunks without a files record. A chunk's ObjectId _id carries the time it was
+        # written, so the newest one tells whether the upload may still be running.
+        cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
+        complete = set(self._files.distinct("_id"))
+        removed = 0
+        for name in self._chunks.distinct("files_id"):
+            if name in complete:
+                continue
+            newest = self._chunks.find_one({"files_id": name}, {"_id": 1}, sort=[("_id", -1)])
+            if newest and newest["_id"].generation_time < cutoff:
+                self._chunks.delete_many({"files_id": name})
+                removed += 1
+        return removed
+
 
 class _GridFSWriter:
-    def __init__(self, bucket: GridFSBucket, name: str) -> None:
-        self._stream = bucket.open_upload_stream_with_id(name, name)
+    def __init__(self, files: Collection, chunks: Collection, name: str) -> None:
+        self._files = files
+        self._chunks = chunks
+        self._name = name
+        self._pending = bytearray()
+        self._written = 0  # chunks
+        self._length = 0
 
     def write(self, data: bytes) -> None:
-        self._stream.write(data)
+        self._pending += data
+        while len(self._pending) >= READ_CHUNK:
+            self._insert(bytes(self._pending[:READ_CHUNK]))
+            del self._pending[:READ_CHUNK]
+
+    def _insert(self, piece: bytes) -> None:
+        self._chunks.insert_one({"files_id": self._name, "n": self._written,
+                                 "data": Binary(piece)})
+        self._written += 1
+        self._length += len(piece)
 
     def commit(self) -> None:
-        self._stream.close()
+        if self._pending:
+            self._insert(bytes(self._pending))
+        # A sweep with a grace shorter than a stalled upload could have taken chunks away:
+        # never record a file that would read back short (the caller aborts, deleting it).
+        if self._chunks.count_documents({"files_id": self._name}) != self._written:
+            raise Unavailable("the upload lost stored pieces while it was written: send it "
+                              "again")
+        self._files.insert_one({"_id": self._name, "filename": self._name,
+                                "length": self._length, "chunkSize": READ_CHUNK,
+                                "uploadDate": datetime.now(UTC)})
 
     def abort(self) -> None:
-        self._stream.abort()
+        self._chunks.delete_many({"files_id": self._name})
 
 
 def open_storage(kind: str, upload_dir: Path, db: Database) -> Storage:

@@ -28,6 +28,7 @@ TMDB = DATA / "tmdb-top10k.csv"
 TEST_MAX_UPLOAD = 16 * 1024 * 1024
 STORAGES = ["local", "gridfs"]
 RETENTION_SECONDS = 8
+ORPHAN_GRACE_SECONDS = 10
 
 
 def tmdb_rows() -> list[list[str]]:
@@ -85,6 +86,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                          # Short leases so that lost workers are noticed within seconds.
                          "TASK_LEASE_SECONDS": "6", "TASK_SWEEP_SECONDS": "2",
                          "FILE_RETENTION_SECONDS": str(RETENTION_SECONDS),
+                         "UPLOAD_ORPHAN_GRACE_SECONDS": str(ORPHAN_GRACE_SECONDS),
                          "WORKER_CONCURRENCY": "2",
                          # With MONGO_URI/REDIS_URL set, the same tests run on real servers.
                          "MONGO_DB": f"marquee_test_{uuid.uuid4().hex[:8]}",
