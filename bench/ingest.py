@@ -21,7 +21,7 @@ from bench.stack import Api
 from bench.transfer import CHUNK, grpc_upload, post_multipart
 from devstack.stack import Stack
 from services.catalog.repository import INDEXES, index_name
-from services.worker.csv_source import ByteStream, records
+from services.worker.csv_source import ByteStream, is_utf8, records
 from services.worker.movie_rows import RowRejected, parse_header, parse_row
 
 BATCH = 1000
@@ -79,7 +79,7 @@ def stored_doc(row: dict[str, Any], now: datetime) -> dict[str, Any]:
 def parsed_batches(path: Path, limit: int | None = None, size: int = BATCH
                    ) -> Iterator[list[dict[str, Any]]]:
     """The file through the worker's own reader and row parser, as stored documents."""
-    rows = records(ByteStream(_file_chunks(path)), utf8_valid=True)
+    rows = records(ByteStream(_file_chunks(path)), lambda: is_utf8(_file_chunks(path)))
     header = parse_header(next(rows)[1])
     now = datetime.now(UTC).replace(tzinfo=None)
     batch: list[dict[str, Any]] = []

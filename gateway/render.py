@@ -35,7 +35,10 @@ def _cluster(name: str, addr: str) -> str:
     typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
+        explicit_http_config:
+          http2_protocol_options:  # buffer at most 1 MiB per stream, as downstream
+            initial_stream_window_size: 1048576
+            initial_connection_window_size: 1048576
     load_assignment:
       cluster_name: {name}
       endpoints:

@@ -25,7 +25,7 @@ def _file(record: dict[str, Any]) -> upload_pb2.File:
     message = upload_pb2.File(
         file_id=record["_id"], owner=record["owner"], original_name=record["original_name"],
         file_path=record["file_path"], size_bytes=record["size_bytes"], sha256=record["sha256"],
-        utf8_valid=record["utf8_valid"], deleted=record["deleted"],
+        deleted=record["deleted"],
     )
     message.created_at.FromDatetime(record["created_at"].replace(tzinfo=UTC))
     return message

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common.errors import InvalidArgument, NotFound, TooLarge, Unavailable
-from services.upload.fingerprint import Fingerprint
+from services.upload.hashing import BackgroundSha256
 from services.upload.repository import FileRepository
 from services.upload.storage import Storage
 
@@ -52,16 +52,16 @@ class UploadService:
         size = 0
         writer = self._storage.writer(file_path)
         try:
-            with Fingerprint() as fingerprint:
+            with BackgroundSha256() as sha:
                 for chunk in chunks:
                     size += len(chunk)
                     if size > self.max_bytes:
                         raise TooLarge(f"file is larger than the limit of {self.max_bytes} bytes")
-                    fingerprint.update(chunk)
+                    sha.update(chunk)
                     writer.write(chunk)
                 if size == 0:
                     raise InvalidArgument("file is empty: upload a CSV with a header row")
-                sha256 = fingerprint.finish()
+                sha256 = sha.hexdigest()
             writer.commit()
         except BaseException:
             writer.abort()
@@ -70,7 +70,7 @@ class UploadService:
         name = display_name(filename)
         record: dict[str, Any] = {
             "_id": file_id, "owner": owner, "original_name": name, "file_path": file_path,
-            "size_bytes": size, "sha256": sha256, "utf8_valid": fingerprint.utf8_valid,
+            "size_bytes": size, "sha256": sha256,
         }
         self._files.add(record)
         try:
@@ -81,7 +81,7 @@ class UploadService:
             raise Unavailable("the upload was stored but its task could not be created, so it "
                               "was discarded: try again") from exc
         log.info("file stored", extra={"file_id": file_id, "task_id": task_id, "owner": owner,
-                                       "bytes": size, "utf8_valid": fingerprint.utf8_valid})
+                                       "bytes": size})
         return StoredUpload(task_id, file_id, size, record["sha256"])
 
     def get(self, file_id: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import charset_normalizer
 
@@ -67,8 +67,29 @@ def _utf16_without_bom(sample: bytes) -> str | None:
     return None
 
 
-def choose_encoding(sample: bytes, utf8_valid: bool) -> str:
-    """The file's text encoding, from its first bytes and whether all of it is valid UTF-8."""
+def is_utf8(chunks: Iterable[bytes]) -> bool:
+    """Whether the bytes, in order, are all valid UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    try:
+        for chunk in chunks:
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _starts_as_utf8(sample: bytes) -> bool:
+    try:  # not final: the sample may end inside a character
+        codecs.getincrementaldecoder("utf-8")("strict").decode(sample)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def choose_encoding(sample: bytes, whole_file_is_utf8: Callable[[], bool]) -> str:
+    """The file's text encoding, from its first bytes and, when they leave it open, whether all
+    of the file is valid UTF-8 (a pass over the whole file, so asked only then)."""
     for bom, name in _BOMS:
         if sample.startswith(bom):
             return name
@@ -79,7 +100,7 @@ def choose_encoding(sample: bytes, utf8_valid: bool) -> str:
         raise FileRejected("not a CSV text file: it contains binary data (NUL bytes)")
     if sum(1 for b in sample[:65536] if b in _CONTROL) > max(8, len(sample[:65536]) // 100):
         raise FileRejected("not a CSV text file: it contains binary data (control bytes)")
-    if utf8_valid:
+    if _starts_as_utf8(sample) and whole_file_is_utf8():
         return "utf-8"
     # Not UTF-8 somewhere in the file. Western exports are nearly always Windows-1252 (a
     # superset of Latin-1's printable range); detectors misjudge short samples, so prefer it
@@ -103,10 +124,11 @@ def _delimiter(first_line: str) -> str:
         return ","
 
 
-def records(stream: ByteStream, utf8_valid: bool) -> Iterator[tuple[int, list[str]]]:
+def records(stream: ByteStream, whole_file_is_utf8: Callable[[], bool]
+            ) -> Iterator[tuple[int, list[str]]]:
     """(line where the record starts, fields) for each non-blank record, header first."""
     sample = stream.peek_sample()
-    encoding = choose_encoding(sample, utf8_valid)
+    encoding = choose_encoding(sample, whole_file_is_utf8)
     head = sample.decode(encoding, errors="ignore").lstrip("\ufeff")
     delimiter = _delimiter(next((line for line in head.splitlines() if line.strip()), ""))
     text = io.TextIOWrapper(io.BufferedReader(stream, 1 << 16), encoding=encoding,

@@ -14,6 +14,7 @@ import logging
 import queue
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ import grpc
 from marquee.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from marquee.task.v1 import task_pb2, task_pb2_grpc
 from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
-from services.worker.csv_source import ByteStream, records
+from services.worker.csv_source import ByteStream, is_utf8, records
 from services.worker.movie_rows import FileRejected, RowRejected, parse_header, parse_row
 
 log = logging.getLogger(__name__)
@@ -129,9 +130,14 @@ class CsvIngestion:
 
     def run(self, file: upload_pb2.File) -> None:
         """Imports the whole file; raises FileRejected, Cancelled or grpc.RpcError."""
-        chunks = self._clients.uploads.ReadFile(upload_pb2.ReadFileRequest(file_id=file.file_id))
-        stream = ByteStream(r.chunk for r in chunks)
-        rows = records(stream, file.utf8_valid)
+        def chunks() -> Iterator[bytes]:
+            request = upload_pb2.ReadFileRequest(file_id=file.file_id)
+            return (r.chunk for r in self._clients.uploads.ReadFile(request))
+
+        stream = ByteStream(chunks())
+        # Whether the file is UTF-8 throughout takes a pass over it (about a second per GiB,
+        # against minutes of ingestion); it is asked only when the first bytes leave it open.
+        rows = records(stream, lambda: is_utf8(chunks()))
         header_row = next(rows, None)
         if header_row is None:
             raise FileRejected("the file has only blank lines: upload a CSV with a header row")

@@ -5,11 +5,17 @@ from __future__ import annotations
 import codecs
 import io
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from services.worker.csv_source import MAX_FIELD, ByteStream, choose_encoding, records
+from services.worker.csv_source import (
+    MAX_FIELD,
+    ByteStream,
+    choose_encoding,
+    is_utf8,
+    records,
+)
 from services.worker.movie_rows import FileRejected
 
 
@@ -22,9 +28,9 @@ def _chunks(data: bytes, sizes: list[int]) -> Iterator[bytes]:
         pos, i = pos + size, i + 1
 
 
-def _records(data: bytes, utf8_valid: bool = True,
-             sizes: list[int] | None = None) -> list[tuple[int, list[str]]]:
-    return list(records(ByteStream(_chunks(data, sizes or [3])), utf8_valid))
+def _records(data: bytes, sizes: list[int] | None = None) -> list[tuple[int, list[str]]]:
+    return list(records(ByteStream(_chunks(data, sizes or [3])),
+                        lambda: is_utf8(_chunks(data, [4096]))))
 
 
 def _valid_utf8(data: bytes) -> bool:
@@ -33,6 +39,10 @@ def _valid_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _says(answer: bool) -> Callable[[], bool]:
+    return lambda: answer
 
 
 # --- ByteStream ---------------------------------------------------------------------------------
@@ -73,7 +83,7 @@ def test_peek_sample_of_a_short_stream_returns_everything() -> None:
 def test_consumed_after_records_is_the_file_size() -> None:
     data = "id,title\n1,Amélie\n2,Heat\n".encode()
     stream = ByteStream(_chunks(data, [5]))
-    assert len(list(records(stream, True))) == 3
+    assert len(list(records(stream, _says(True)))) == 3
     assert stream.consumed == len(data)
 
 
@@ -162,17 +172,52 @@ def test_file_of_blank_lines_has_no_records() -> None:
 def test_unclosed_quote_beyond_max_field_names_the_line() -> None:
     data = b'id,title\n1,Heat\n\n2,"Ronin\n3,Alien\n' + b"x" * MAX_FIELD + b"\n4,Up\n"
     stream = ByteStream(_chunks(data, [65536]))
-    it = records(stream, True)
+    it = records(stream, _says(True))
     assert next(it) == (1, ["id", "title"])
     assert next(it) == (2, ["1", "Heat"])
     with pytest.raises(FileRejected, match=r"line 4\b.*unclosed quote"):
         next(it)
 
 
-def test_invalid_utf8_after_the_sample_is_rejected_with_a_position() -> None:
+def test_non_utf8_bytes_after_the_sample_are_seen_by_the_whole_file_check() -> None:
+    data = b"id,title\n" + b"1,Heat\n" * 40_000 + "2,Amélie\n".encode("cp1252")
+    assert len(data) > 256 * 1024
+    assert _records(data, sizes=[65536])[-1] == (40_002, ["2", "Amélie"])
+
+
+def test_a_decoding_error_past_the_encoding_choice_is_rejected_with_a_position() -> None:
     data = b"id,title\n" + b"1,Heat\n" * 40_000 + b"2,\xff\xfe\n"
+    stream = ByteStream(_chunks(data, [65536]))
     with pytest.raises(FileRejected, match="not valid utf-8 near byte"):
-        _records(data, utf8_valid=True, sizes=[65536])
+        list(records(stream, _says(True)))  # as if the file had changed after the check
+
+
+def test_the_whole_file_is_read_only_when_the_first_bytes_leave_the_encoding_open() -> None:
+    asked = []
+
+    def whole_file() -> bool:
+        asked.append(True)
+        return True
+
+    choose_encoding(codecs.BOM_UTF8 + b"id,title\n", whole_file)
+    choose_encoding("id,title\n1,Amélie\n".encode("cp1252"), whole_file)
+    assert asked == []
+    assert choose_encoding("id,title\n1,Amélie\n".encode(), whole_file) == "utf-8"
+    assert asked == [True]
+
+
+def test_a_sample_cut_inside_a_character_still_counts_as_utf8() -> None:
+    data = "id,title\n1,Amélie\n".encode()
+    cut = data[: data.index("é".encode()) + 1]
+    assert choose_encoding(cut, _says(True)) == "utf-8"
+
+
+@pytest.mark.parametrize(("chunks", "valid"), [
+    ([b"ok"], True), (["é東".encode()[:1], "é東".encode()[1:3], "é東".encode()[3:]], True),
+    ([b"caf\xe9\n"], False), ([b"ok\n", b"\xff"], False), ([b"cut \xe6\x9d"], False),
+])
+def test_is_utf8(chunks: list[bytes], valid: bool) -> None:
+    assert is_utf8(chunks) is valid
 
 
 # --- encodings ----------------------------------------------------------------------------------
@@ -192,8 +237,8 @@ EXPECTED = [(1, ["id", "title", "original_language"]), (2, ["1", "Amélie", "fr"
     (TEXT.encode(), "utf-8"),
 ])
 def test_encoding_from_bom_or_byte_pattern(data: bytes, encoding: str) -> None:
-    assert choose_encoding(data, _valid_utf8(data)) == encoding
-    assert _records(data, _valid_utf8(data), sizes=[1, 2, 5]) == EXPECTED
+    assert choose_encoding(data, _says(_valid_utf8(data))) == encoding
+    assert _records(data, sizes=[1, 2, 5]) == EXPECTED
 
 
 @pytest.mark.parametrize("encoding", ["cp1252", "latin-1"])
@@ -202,7 +247,7 @@ def test_western_single_byte_text_is_decoded_correctly(encoding: str) -> None:
             "3,Café au lait crème brûlée,fr\n")
     data = text.encode(encoding)
     assert not _valid_utf8(data)
-    rows = _records(data, utf8_valid=False, sizes=[2])
+    rows = _records(data, sizes=[2])
     assert rows[1] == (2, ["1", "Amélie", "fr"])
     assert rows[3] == (4, ["3", "Café au lait crème brûlée", "fr"])
 
@@ -213,7 +258,7 @@ def test_small_cp1252_files_are_never_mojibake() -> None:
     decoded = []
     for text in texts:
         data = text.encode("cp1252")
-        decoded.append([f for _, row in _records(data, utf8_valid=False) for f in row])
+        decoded.append([f for _, row in _records(data) for f in row])
     assert decoded == [[f for line in t.splitlines() for f in line.split(",")] for t in texts]
 
 
@@ -221,7 +266,7 @@ def test_cp1252_after_a_long_ascii_start_is_decoded() -> None:
     data = b"id,title\n" + b"".join(b"%d,Movie %d\n" % (i, i) for i in range(30_000))
     assert len(data) > 256 * 1024
     data += "99999,Amélie\n".encode("cp1252")
-    rows = _records(data, utf8_valid=False, sizes=[65536])
+    rows = _records(data, sizes=[65536])
     assert rows[-1] == (30_002, ["99999", "Amélie"])
 
 
@@ -230,24 +275,24 @@ def test_random_binary_with_nul_bytes_is_rejected() -> None:
     garbage = bytes(rng.randrange(256) for _ in range(4096))
     assert b"\x00" in garbage
     with pytest.raises(FileRejected, match="binary data"):
-        choose_encoding(garbage, False)
+        choose_encoding(garbage, _says(False))
     with pytest.raises(FileRejected, match="binary data"):
-        _records(garbage, utf8_valid=False)
+        _records(garbage)
 
 
 def test_png_is_rejected_as_binary() -> None:
     png = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00\x00\x00\x01\x00\x08\x06\x00\x00"
            b"\x00\x5c\x72\xa8\x66" + random.Random(2).randbytes(500))
     with pytest.raises(FileRejected, match="binary data"):
-        choose_encoding(png, False)
+        choose_encoding(png, _says(False))
 
 
 def test_control_bytes_without_nuls_are_rejected_as_binary() -> None:
     data = bytes(range(1, 32)) * 20 + b"id,title\n"
     with pytest.raises(FileRejected, match="binary data"):
-        choose_encoding(data, False)
+        choose_encoding(data, _says(False))
 
 
 def test_a_few_control_bytes_in_text_are_tolerated() -> None:
     data = b"id,title\n" + b"1,Heat\x0c\n" * 3 + b"2,Ronin\n" * 100
-    assert choose_encoding(data, True) == "utf-8"
+    assert choose_encoding(data, _says(True)) == "utf-8"

@@ -1,5 +1,5 @@
-"""The upload service's per-byte work: the fingerprint of a streamed file and the read-ahead
-that receives chunks while earlier ones are stored."""
+"""The upload service's per-byte work: the hash of a streamed file and the read-ahead that
+receives chunks while earlier ones are stored."""
 
 from __future__ import annotations
 
@@ -10,34 +10,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.upload.fingerprint import Fingerprint
+from services.upload.hashing import BackgroundSha256
 from services.upload.read_ahead import ReadAhead
 
 
-def _fingerprint(chunks: list[bytes]) -> tuple[str, bool]:
-    with Fingerprint() as fingerprint:
-        for chunk in chunks:
-            fingerprint.update(chunk)
-        return fingerprint.finish(), fingerprint.utf8_valid
-
-
-def test_fingerprint_matches_hashing_the_whole_file() -> None:
+def test_sha256_matches_hashing_the_whole_file() -> None:
     data = ("id,title\n" + "".join(f"{i},Amélie {i} 東京\n" for i in range(50_000))).encode()
-    chunks = [data[i : i + 65_537] for i in range(0, len(data), 65_537)]
-    assert _fingerprint(chunks) == (hashlib.sha256(data).hexdigest(), True)
-
-
-def test_a_character_split_across_chunks_is_still_valid_utf8() -> None:
-    data = "é東".encode()
-    assert _fingerprint([data[:1], data[1:3], data[3:]])[1] is True
-
-
-@pytest.mark.parametrize("chunks", [[b"caf\xe9\n"], [b"ok\n", b"\xff"], [b"cut \xe6\x9d"]],
-                         ids=["latin-1", "invalid-later", "cut-inside-a-character"])
-def test_invalid_utf8_is_noticed(chunks: list[bytes]) -> None:
-    digest, utf8_valid = _fingerprint(chunks)
-    assert utf8_valid is False
-    assert digest == hashlib.sha256(b"".join(chunks)).hexdigest()
+    with BackgroundSha256() as sha:
+        for i in range(0, len(data), 65_537):
+            sha.update(data[i : i + 65_537])
+        assert sha.hexdigest() == hashlib.sha256(data).hexdigest()
 
 
 def test_read_ahead_yields_every_chunk_in_order() -> None:
