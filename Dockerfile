@@ -47,10 +47,12 @@ RUN rm -rf build/gen && mkdir -p build/gen \
 FROM ${PYTHON_IMAGE} AS final
 # The services import the generated stubs as `marquee.*` from /app/build/gen and their own code
 # from /app (ahead of the copy `pip install .` put in site-packages: gateway/envoy.yaml.tmpl is
-# not package data, so only the /app copy of `gateway` has its template).
+# not package data, so only the /app copy of `gateway` has its template). MALLOC_ARENA_MAX: see
+# devstack/stack.py.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app/build/gen:/app \
     PYTHONUNBUFFERED=1 \
+    MALLOC_ARENA_MAX=2 \
     PYTHONDONTWRITEBYTECODE=1 \
     MARQUEE_DATA_DIR=/data
 # /data (keys, uploads) and /config (rendered Envoy config) belong to the runtime user; a named
