@@ -27,7 +27,7 @@ from pymongo import MongoClient
 
 from bench import ingest, machine, report
 from bench.datagen import write_csv
-from bench.memory import peaks_mb, reset_peaks
+from bench.memory import cpu_seconds, peaks_mb, reset_peaks
 from bench.reads import Budget, Reader
 from bench.stack import Api, running_stack
 from bench.transfer import (
@@ -167,6 +167,7 @@ def run_upload(tier: Tier, work: Path, stack: Stack, api: Api) -> dict[str, Any]
     direct = f"127.0.0.1:{stack.ports['upload']}"
     speeds: dict[str, list[float]] = {}
     peaks: dict[str, dict[str, float]] = {}
+    cpu: dict[str, dict[str, list[float]]] = {}  # way -> process -> CPU ms per MiB, each run
 
     def rest() -> tuple[float, str, int]:
         seconds, r = post_multipart(api.http, api.base + "/files/upload", path, path.name,
@@ -182,7 +183,11 @@ def run_upload(tier: Tier, work: Path, stack: Stack, api: Api) -> dict[str, Any]
     def measure(way: str, send: Callable[[], tuple[float, str, int]]) -> None:
         for _ in range(tier.upload_repeats):
             reset_peaks(stack, watched)
+            cpu_before = cpu_seconds(stack, watched)
             seconds, task_id, stored = send()
+            for name, used in cpu_seconds(stack, watched).items():
+                per_mib = (used - cpu_before[name]) * 1000 / (size / MIB)
+                cpu.setdefault(way, {}).setdefault(name, []).append(per_mib)
             way_peaks = peaks.setdefault(way, {})
             for name, mb in peaks_mb(stack, watched).items():
                 way_peaks[name] = max(way_peaks.get(name, 0.0), mb)
@@ -222,10 +227,15 @@ def run_upload(tier: Tier, work: Path, stack: Stack, api: Api) -> dict[str, Any]
             "peak_rss_mb": {name: max(peaks[way][name] for way in ("rest", "grpc"))
                             for name in watched},
             "peak_rss_mb_by_way": {way: peaks[way] for way in ("rest", "grpc", "grpc_direct")},
+            "cpu_ms_per_mib": {way: {name: round(statistics.median(v), 2)
+                                     for name, v in by_name.items()}
+                               for way, by_name in cpu.items()},
             "notes": "grpc_direct: UploadFile straight to the upload service, bypassing Envoy; "
                      "grpc_sink: to a discarding gRPC server in the bench process; "
                      "service_in_process: UploadService.upload called in the bench process "
-                     "(sha256, UTF-8 check, write, fsync; no gRPC, no database)"}
+                     "(sha256, write, fsync; no gRPC, no database); cpu_ms_per_mib: CPU time "
+                     "per MiB sent of Envoy, the upload service and the bench process (client, "
+                     "and the sinks when they are in it)"}
 
 
 def run(tier_name: str, tier: Tier, parts: set[str], keep: bool, results: dict[str, Any]

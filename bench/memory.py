@@ -1,10 +1,12 @@
-"""Peak resident memory of the stack's processes, from /proc: VmHWM of every process in each
-process's group (a Celery worker's pool children included), reset before a measured run."""
+"""Peak resident memory and CPU time of the stack's processes, from /proc: VmHWM of every
+process in each process's group (a Celery worker's pool children included), reset before a
+measured run, and the group's user + system CPU seconds."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import resource
 from pathlib import Path
 
 from devstack.stack import Stack
@@ -52,3 +54,20 @@ def peaks_mb(stack: Stack, names: tuple[str, ...] = WATCHED) -> dict[str, float]
 
 def self_peak_mb() -> float:
     return round(_status_kb(os.getpid(), "VmHWM") / 1024, 1)
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+    return 0.0
+
+
+def cpu_seconds(stack: Stack, names: tuple[str, ...]) -> dict[str, float]:
+    """CPU seconds used so far by each process group, and by this process ("bench")."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {**{name: sum(_cpu_s(pid) for pid in group_pids(stack, name)) for name in names},
+            "bench": usage.ru_utime + usage.ru_stime}

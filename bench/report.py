@@ -68,6 +68,16 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
                 "file's peak)",
                 ["MiB", "rows", "via", "upload MiB/s", "rows/s", "seconds", "stack peak RSS",
                  "growth"], scale_rows))
+    cpu_rows = []
+    for r in results.get("upload", []):
+        for way, used in r.get("cpu_ms_per_mib", {}).items():
+            cpu_rows.append([f"{r['bytes'] / 2**20:,.0f}", way, _fmt(used.get("envoy")),
+                             _fmt(used.get("upload")), _fmt(used.get("bench")),
+                             _fmt(sum(used.values()))])
+    out.append(("Upload CPU time (ms per MiB; the machine has 2 cores, so 2 ms/MiB of CPU in "
+                "all is at most ~1,000 MiB/s)",
+                ["MiB", "way", "envoy", "upload service", "bench (client; sinks)", "total"],
+                cpu_rows))
     read_rows = []
     for r in results.get("reads", []):
         read_rows.append([

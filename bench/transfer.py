@@ -83,7 +83,7 @@ class _NoRecords:
 
 def upload_in_process(path: Path, store: Path) -> float:
     """Seconds for the upload service's own use case (UploadService.upload: size limit, sha256,
-    UTF-8 check, write, fsync, rename) on the file's 1 MiB chunks, with no gRPC, no database
+    write, fsync, rename) on the file's 1 MiB chunks, with no gRPC, no database
     record and no task: the per-byte work the service does for every upload."""
     def chunks() -> Iterator[bytes]:
         with open(path, "rb") as f:
