@@ -4,40 +4,45 @@ message, so receiving and storing in one thread adds their times instead of over
 
 from __future__ import annotations
 
-import queue
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 
-DEPTH = 4  # messages held at most: 4 MiB from Envoy and our clients, 16 MiB at gRPC's maximum
+AHEAD_BYTES = 4 << 20  # four of the 1 MiB pieces that Envoy and our clients send
 _END = object()
 
 
 class ReadAhead:
-    """Iterates `chunks` in a background thread, `DEPTH` ahead of the consumer; the source's
-    exceptions are raised in the consumer. Use as a context manager so that a consumer that
-    stops early also stops the thread."""
+    """Iterates `chunks` in a background thread while the consumer works, holding at most
+    `max_bytes` that it has not taken yet (or one chunk, however large); the source's exceptions
+    are raised in the consumer. Use as a context manager so that a consumer that stops early
+    also stops the thread."""
 
-    def __init__(self, chunks: Iterable[bytes], depth: int = DEPTH) -> None:
-        self._queue: queue.Queue[object] = queue.Queue(depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._pump, args=(chunks,), daemon=True,
-                                        name="upload-read-ahead")
-        self._thread.start()
+    def __init__(self, chunks: Iterable[bytes], max_bytes: int = AHEAD_BYTES) -> None:
+        self._max_bytes = max_bytes
+        self._held: deque[object] = deque()
+        self._held_bytes = 0
+        self._stopped = False
+        self._changed = threading.Condition()
+        threading.Thread(target=self._pump, args=(chunks,), daemon=True,
+                         name="upload-read-ahead").start()
 
-    def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.5)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def _put(self, item: object, size: int = 0) -> bool:
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._stopped or self._held_bytes < self._max_bytes)
+            if self._stopped:
+                return False
+            self._held.append(item)
+            self._held_bytes += size
+            self._changed.notify_all()
+            return True
 
     def _pump(self, chunks: Iterable[bytes]) -> None:
         try:
             for chunk in chunks:
-                if not self._put(chunk):
+                if not self._put(chunk, len(chunk)):
                     return
         except BaseException as exc:  # handed to the consumer, raised there
             self._put(exc)
@@ -46,7 +51,12 @@ class ReadAhead:
 
     def __iter__(self) -> Iterator[bytes]:
         while True:
-            item = self._queue.get()
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._held))
+                item = self._held.popleft()
+                if isinstance(item, bytes):
+                    self._held_bytes -= len(item)
+                self._changed.notify_all()
             if item is _END:
                 return
             if isinstance(item, BaseException):
@@ -58,4 +68,6 @@ class ReadAhead:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self._stop.set()
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()

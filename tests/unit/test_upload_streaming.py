@@ -24,7 +24,7 @@ def test_sha256_matches_hashing_the_whole_file() -> None:
 
 def test_read_ahead_yields_every_chunk_in_order() -> None:
     chunks = [bytes([i % 256]) * (i + 1) for i in range(200)]
-    with ReadAhead(iter(chunks), depth=3) as ahead:
+    with ReadAhead(iter(chunks), max_bytes=300) as ahead:
         assert list(ahead) == chunks
 
 
@@ -44,7 +44,7 @@ def test_read_ahead_raises_the_sources_error_after_the_chunks_before_it() -> Non
     assert got == [b"a", b"b"]
 
 
-def test_read_ahead_stays_bounded_and_stops_when_the_consumer_stops() -> None:
+def test_read_ahead_holds_at_most_max_bytes_and_stops_when_the_consumer_stops() -> None:
     produced = 0
     finished = threading.Event()
 
@@ -53,12 +53,19 @@ def test_read_ahead_stays_bounded_and_stops_when_the_consumer_stops() -> None:
         try:
             while True:
                 produced += 1
-                yield b"x"
+                yield b"x" * 100
         finally:
             finished.set()
 
-    with ReadAhead(endless(), depth=2) as ahead:
-        assert next(iter(ahead)) == b"x"
+    with ReadAhead(endless(), max_bytes=250) as ahead:
+        assert next(iter(ahead)) == b"x" * 100
         time.sleep(0.2)
-        assert produced <= 4  # one taken, two queued, one waiting to be queued
+        # One taken, three held (the third went in while 200 < 250), one waiting to go in.
+        assert produced <= 5
     assert finished.wait(5), "the read-ahead thread kept pulling after the consumer left"
+
+
+def test_a_chunk_larger_than_the_limit_still_passes_alone() -> None:
+    chunks = [b"a" * 1000, b"b" * 1000]
+    with ReadAhead(iter(chunks), max_bytes=10) as ahead:
+        assert list(ahead) == chunks
