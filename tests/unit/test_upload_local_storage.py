@@ -1,0 +1,65 @@
+"""Local storage writes uploads with O_DIRECT through an aligned buffer: every byte must come
+back, in order, at the exact size, whatever the sizes of the pieces written."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from services.upload.storage import DIRECT_IO_ALIGN, WRITE_BUFFER, LocalStorage
+
+SIZES = [
+    [1],
+    [DIRECT_IO_ALIGN],
+    [WRITE_BUFFER],
+    [WRITE_BUFFER, 1],
+    [3 * WRITE_BUFFER + 17],  # one piece larger than the buffer
+    [4095, 4097, 1, WRITE_BUFFER - 1, 70_000, 2 * WRITE_BUFFER],
+    [],
+]
+
+
+def _pieces(sizes: list[int]) -> list[bytes]:
+    return [os.urandom(n) for n in sizes]
+
+
+@pytest.mark.parametrize("sizes", SIZES, ids=lambda s: "+".join(map(str, s)) or "empty")
+def test_stored_file_has_exactly_the_bytes_written(tmp_path: Path, sizes: list[int]) -> None:
+    storage = LocalStorage(tmp_path)
+    pieces = _pieces(sizes)
+    writer = storage.writer("f.csv")
+    for piece in pieces:
+        writer.write(piece)
+    writer.commit()
+    assert (tmp_path / "f.csv").read_bytes() == b"".join(pieces)
+    assert b"".join(storage.read("f.csv", offset=min(5, sum(sizes)))) == b"".join(pieces)[5:]
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_aborted_write_leaves_nothing(tmp_path: Path) -> None:
+    writer = LocalStorage(tmp_path).writer("f.csv")
+    writer.write(os.urandom(WRITE_BUFFER + 5))
+    assert (tmp_path / "f.csv.part").exists()
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_file_systems_that_refuse_o_direct_are_written_through_the_cache(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = os.open
+    direct = getattr(os, "O_DIRECT", 0)
+
+    def refusing_open(path: Path, flags: int, mode: int = 0o777) -> int:
+        if flags & direct:
+            raise OSError(errno.EINVAL, "Invalid argument")  # what such file systems answer
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    writer = LocalStorage(tmp_path).writer("f.csv")
+    data = os.urandom(WRITE_BUFFER + 123)
+    writer.write(data)
+    writer.commit()
+    assert (tmp_path / "f.csv").read_bytes() == data
