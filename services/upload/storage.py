@@ -135,7 +135,7 @@ def _open_for_direct_write(path: Path) -> int:
     if direct:
         try:
             return os.open(path, flags | direct, 0o644)
-        except OSError as exc:  # tmpfs and some others refuse O_DIRECT: write through the cache
+        except OSError as exc:  # some file systems refuse O_DIRECT (tmpfs before Linux 6.6)
             if exc.errno != errno.EINVAL:
                 raise
     return os.open(path, flags, 0o644)
