@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import mmap
 import os
 import time
@@ -104,7 +105,14 @@ class LocalWriter:
                 self._flush(WRITE_BUFFER)
 
     def _flush(self, length: int) -> None:
-        written = os.write(self._fd, memoryview(self._buffer)[:length])
+        data = memoryview(self._buffer)[:length]
+        try:
+            written = os.write(self._fd, data)
+        except OSError as exc:
+            # A file system may accept O_DIRECT at open and still refuse our alignment here.
+            if exc.errno != errno.EINVAL or not _drop_direct_io(self._fd):
+                raise
+            written = os.write(self._fd, data)
         if written != length:  # a short write would break the alignment of every later one
             raise OSError(f"short write to {self._part}: {written} of {length} bytes")
         self._size += self._filled
@@ -129,16 +137,27 @@ class LocalWriter:
         self._buffer.close()
 
 
+_O_DIRECT = getattr(os, "O_DIRECT", 0)  # Linux only
+
+
 def _open_for_direct_write(path: Path) -> int:
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    direct = getattr(os, "O_DIRECT", 0)
-    if direct:
+    if _O_DIRECT:
         try:
-            return os.open(path, flags | direct, 0o644)
+            return os.open(path, flags | _O_DIRECT, 0o644)
         except OSError as exc:  # some file systems refuse O_DIRECT (tmpfs before Linux 6.6)
             if exc.errno != errno.EINVAL:
                 raise
     return os.open(path, flags, 0o644)
+
+
+def _drop_direct_io(fd: int) -> bool:
+    """Turns O_DIRECT off on `fd`; False if it was not on."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    if not flags & _O_DIRECT:
+        return False
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~_O_DIRECT)
+    return True
 
 
 class GridFSStorage:

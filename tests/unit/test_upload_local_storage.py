@@ -4,6 +4,7 @@ back, in order, at the exact size, whatever the sizes of the pieces written."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 from pathlib import Path
 
@@ -62,4 +63,25 @@ def test_file_systems_that_refuse_o_direct_are_written_through_the_cache(
     data = os.urandom(WRITE_BUFFER + 123)
     writer.write(data)
     writer.commit()
+    assert (tmp_path / "f.csv").read_bytes() == data
+
+
+@pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="O_DIRECT is Linux only")
+def test_a_file_system_that_refuses_the_alignment_at_write_gets_cached_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_write = os.write
+    refused = []
+
+    def refusing_write(fd: int, data: bytes) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            refused.append(len(data))
+            raise OSError(errno.EINVAL, "Invalid argument")  # e.g. larger logical blocks
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", refusing_write)
+    writer = LocalStorage(tmp_path).writer("f.csv")
+    data = os.urandom(2 * WRITE_BUFFER + 99)
+    writer.write(data)
+    writer.commit()
+    assert refused == [WRITE_BUFFER]  # only the first write, then O_DIRECT is off
     assert (tmp_path / "f.csv").read_bytes() == data
