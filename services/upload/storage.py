@@ -133,8 +133,12 @@ class LocalWriter:
         self._part.unlink(missing_ok=True)
 
     def _close(self) -> None:
-        os.close(self._fd)
-        self._buffer.close()
+        # Once only: abort follows a commit whose rename failed, and a closed fd number may
+        # already belong to another upload's file.
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            self._buffer.close()
 
 
 _O_DIRECT = getattr(os, "O_DIRECT", 0)  # Linux only

@@ -85,3 +85,23 @@ def test_a_file_system_that_refuses_the_alignment_at_write_gets_cached_writes(
     writer.commit()
     assert refused == [WRITE_BUFFER]  # only the first write, then O_DIRECT is off
     assert (tmp_path / "f.csv").read_bytes() == data
+
+
+def test_abort_after_a_failed_commit_closes_nothing_twice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    writer = LocalStorage(tmp_path).writer("f.csv")
+    writer.write(b"id,title\n")
+
+    def failing_rename(self: Path, target: Path) -> None:
+        raise OSError(errno.EXDEV, "rename failed")
+
+    monkeypatch.setattr(Path, "rename", failing_rename)
+    with pytest.raises(OSError, match="rename failed"):
+        writer.commit()
+    reused = os.open(tmp_path / "other", os.O_WRONLY | os.O_CREAT)  # likely the same fd number
+    try:
+        writer.abort()
+        os.fstat(reused)  # still open: abort did not close another file's descriptor
+    finally:
+        os.close(reused)
+    assert not (tmp_path / "f.csv.part").exists()
