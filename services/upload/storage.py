@@ -105,14 +105,16 @@ class LocalWriter:
                 self._flush(WRITE_BUFFER)
 
     def _flush(self, length: int) -> None:
-        data = memoryview(self._buffer)[:length]
-        try:
-            written = os.write(self._fd, data)
-        except OSError as exc:
-            # A file system may accept O_DIRECT at open and still refuse our alignment here.
-            if exc.errno != errno.EINVAL or not _drop_direct_io(self._fd):
-                raise
-            written = os.write(self._fd, data)
+        # The views are released on the way out even when the write fails: a traceback that
+        # kept one alive would make abort's closing of the buffer raise BufferError.
+        with memoryview(self._buffer) as whole, whole[:length] as data:
+            try:
+                written = os.write(self._fd, data)
+            except OSError as exc:
+                # A file system may accept O_DIRECT at open and still refuse our alignment.
+                if exc.errno != errno.EINVAL or not _drop_direct_io(self._fd):
+                    raise
+                written = os.write(self._fd, data)
         if written != length:  # a short write would break the alignment of every later one
             raise OSError(f"short write to {self._part}: {written} of {length} bytes")
         self._size += self._filled

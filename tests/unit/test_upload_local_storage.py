@@ -105,3 +105,20 @@ def test_abort_after_a_failed_commit_closes_nothing_twice(
     finally:
         os.close(reused)
     assert not (tmp_path / "f.csv.part").exists()
+
+
+def test_a_failed_write_is_reported_as_itself_and_abort_leaves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    writer = LocalStorage(tmp_path).writer("f.csv")
+
+    def disk_full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        try:
+            writer.write(os.urandom(WRITE_BUFFER))
+        except BaseException:
+            writer.abort()  # while the error is being handled, as the upload service does
+            raise
+    assert list(tmp_path.iterdir()) == []
