@@ -4,7 +4,7 @@
 # Stages:
 #   deps   the runtime dependencies only (`pip install .`, no dev extra) in /opt/venv
 #   gen    deps + grpcio-tools: generates the stubs and Envoy's descriptor set into
-#          /app/build/gen with the same protoc command as the Makefile's `generate` target
+#          /app/build/gen with protos/generate.sh, as the Makefile's `generate` target does
 #   final  python:3.11-slim + the deps venv + the generated code + the source; non-root
 # tests/unit/test_compose.py checks this file against the Makefile and docker-compose.yml.
 
@@ -34,21 +34,14 @@ RUN pip freeze --exclude marquee > /tmp/runtime-constraints.txt \
     && pip install -c /tmp/runtime-constraints.txt grpcio-tools
 WORKDIR /app
 COPY protos ./protos
-RUN rm -rf build/gen && mkdir -p build/gen \
-    && SITE=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
-    && PROTOS=$(find protos -name '*.proto' | sort) \
-    && python -m grpc_tools.protoc -Iprotos -I$SITE -I$SITE/grpc_tools/_proto \
-        --python_out=build/gen --grpc_python_out=build/gen --pyi_out=build/gen \
-        --include_imports --include_source_info --descriptor_set_out=build/gen/marquee.pb \
-        $PROTOS \
-    && test -s build/gen/marquee.pb
+RUN sh protos/generate.sh build/gen
 
 # --- final -----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS final
 # The services import the generated stubs as `marquee.*` from /app/build/gen and their own code
-# from /app (ahead of the copy `pip install .` put in site-packages: gateway/envoy.yaml.tmpl is
-# not package data, so only the /app copy of `gateway` has its template). MALLOC_ARENA_MAX: see
-# devstack/stack.py.
+# from /app, ahead of the identical copy that `pip install .` put in site-packages (that copy
+# has gateway/envoy.yaml.tmpl too: pyproject.toml declares it package data). MALLOC_ARENA_MAX:
+# see devstack/stack.py.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app/build/gen:/app \
     PYTHONUNBUFFERED=1 \
@@ -71,4 +64,4 @@ COPY gateway ./gateway
 RUN python -m compileall -q /app/services /app/gateway /app/build/gen
 USER marquee:marquee
 # Every container names its process (docker-compose.yml); without one, say so and stop.
-CMD ["python", "-c", "raise SystemExit('marquee image: give a command, e.g. python -m services.auth (auth, upload, task, catalog, worker) or python -m gateway.render OUT')"]
+CMD ["python", "-c", "raise SystemExit('marquee image: give a command, e.g. python -m services.auth (any service in services/common/registry.py, or services.worker) or python -m gateway.render OUT')"]

@@ -16,16 +16,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# Python stubs and the descriptor set Envoy transcodes with, into a git-ignored directory;
-# a .pth file puts them on the venv's import path.
-$(GEN)/.stamp: $(PROTOS) $(VENV)/.installed
-	rm -rf $(GEN) && mkdir -p $(GEN)
-	SITE=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
-	$(PY) -m grpc_tools.protoc -Iprotos -I$$SITE -I$$SITE/grpc_tools/_proto \
-		--python_out=$(GEN) --grpc_python_out=$(GEN) --pyi_out=$(GEN) \
-		--include_imports --include_source_info --descriptor_set_out=$(GEN)/marquee.pb \
-		$(PROTOS) && \
-	echo "$(abspath $(GEN))" > $$SITE/marquee-generated.pth
+# Python stubs and the descriptor set Envoy transcodes with, into a git-ignored directory
+# (protos/generate.sh, as the Dockerfile does); a .pth file puts them on the venv's import path.
+$(GEN)/.stamp: $(PROTOS) protos/generate.sh $(VENV)/.installed
+	PYTHON=$(PY) sh protos/generate.sh $(GEN)
+	echo "$(abspath $(GEN))" > \
+		$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/marquee-generated.pth
 	touch $@
 
 run: generate
@@ -35,8 +31,12 @@ lint: generate
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy services devstack gateway tests $(wildcard bench)
 
+# The fast tier alone: pure logic and the use cases against in-memory repositories (seconds).
 unit: generate
 	$(PY) -m pytest tests/unit
+
+integration: generate
+	$(PY) -m pytest tests/integration
 
 test: generate lint
 	$(PY) -m pytest

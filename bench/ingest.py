@@ -21,7 +21,8 @@ from bench.stack import Api
 from bench.transfer import CHUNK, grpc_upload, post_multipart
 from devstack.stack import Stack
 from services.catalog.repository import INDEXES, index_name
-from services.worker.csv_source import ByteStream, is_utf8, records
+from services.common.settings import Settings
+from services.worker.csv_source import ByteStream, CsvLimits, is_utf8, records
 from services.worker.movie_rows import RowRejected, parse_header, parse_row
 
 BATCH = 1000
@@ -79,16 +80,17 @@ def stored_doc(row: dict[str, Any], now: datetime) -> dict[str, Any]:
 def parsed_batches(path: Path, limit: int | None = None, size: int = BATCH
                    ) -> Iterator[list[dict[str, Any]]]:
     """The file through the worker's own reader and row parser, as stored documents."""
-    rows = records(ByteStream(_file_chunks(path)), lambda: is_utf8(_file_chunks(path)))
-    header = parse_header(next(rows)[1])
+    rows = records(ByteStream(_file_chunks(path)), lambda: is_utf8(_file_chunks(path)),
+                   CsvLimits.from_settings(Settings.from_env()))
+    header = parse_header(next(rows).fields)
     now = datetime.now(UTC).replace(tzinfo=None)
     batch: list[dict[str, Any]] = []
     taken = 0
-    for _, fields in rows:
+    for record in rows:
         if limit is not None and taken >= limit:
             break
         try:
-            batch.append(stored_doc(parse_row(header, fields), now))
+            batch.append(stored_doc(parse_row(header, record.fields), now))
         except RowRejected:
             continue
         taken += 1

@@ -11,16 +11,15 @@ from typing import Any
 
 import requests
 
-from devstack.stack import Stack, free_port
+from devstack.stack import Stack, free_ports
 
 MAX_UPLOAD = 2 * 1024**3
-PORTS = ("gateway", "gateway_admin", "auth", "upload", "task", "catalog", "mongo", "redis")
 
 
 @contextmanager
 def running_stack(data_dir: Path) -> Iterator[Stack]:
     """One worker process with one pool slot, as the smallest deployment; always stopped."""
-    stack = Stack(data_dir / "stack", ports={n: free_port() for n in PORTS},
+    stack = Stack(data_dir / "stack", ports=free_ports(),
                   log_to=data_dir / "logs", workers=1,
                   extra_env={"BCRYPT_ROUNDS": "4", "MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
                              "WORKER_CONCURRENCY": "1",

@@ -91,7 +91,7 @@ def upload_in_process(path: Path, store: Path) -> float:
                 yield chunk
 
     service = UploadService(cast(FileRepository, _NoRecords()), LocalStorage(store),
-                            lambda record: "", max_bytes=1 << 40)
+                            lambda file, username: "", max_bytes=1 << 40)
     start = time.perf_counter()
     stored = service.upload("bench", path.name, chunks())
     seconds = time.perf_counter() - start

@@ -1,7 +1,7 @@
 """`make run`: start the whole stack, print where everything listens, stop it on Ctrl-C/SIGTERM.
 
-Ports come from the environment (GATEWAY_PORT=8000, GATEWAY_ADMIN_PORT=9901, AUTH_ADDR ...,
-MONGO_PORT=27017, REDIS_PORT=6379 for the embedded stand-ins).
+Ports come from the environment (GATEWAY_PORT=8000, GATEWAY_ADMIN_PORT=9901, each registered
+service's <NAME>_ADDR, MONGO_PORT=27017, REDIS_PORT=6379 for the embedded stand-ins).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from devstack.stack import Stack, port_is_free
+from services.common import registry
 from services.common.settings import load_dotenv
 
 
@@ -30,10 +31,7 @@ def main() -> None:
     ports = {
         "gateway": _port("GATEWAY_PORT", 8000),
         "gateway_admin": _port("GATEWAY_ADMIN_PORT", 9901),
-        "auth": _addr_port("AUTH_ADDR", 50051),
-        "upload": _addr_port("UPLOAD_ADDR", 50052),
-        "task": _addr_port("TASK_ADDR", 50053),
-        "catalog": _addr_port("CATALOG_ADDR", 50054),
+        **{s.name: _addr_port(s.addr_setting, s.port) for s in registry.SERVICES},
         "mongo": _port("MONGO_PORT", 27017),
         "redis": _port("REDIS_PORT", 6379),
     }
@@ -66,8 +64,7 @@ def main() -> None:
     stack.log("stack", "\n".join([
         "Marquee is up.",
         f"  REST + gRPC gateway  {stack.gateway_url}  (Envoy admin :{ports['gateway_admin']})",
-        *(f"  {svc:<7} gRPC        {stack.env[svc.upper() + '_ADDR']}"
-          for svc in ("auth", "upload", "task", "catalog")),
+        *(f"  {s.name + ' gRPC':<19} {stack.env[s.addr_setting]}" for s in registry.SERVICES),
         f"  database            {mongo}",
         f"  broker              {redis}",
         f"  data                {stack.data_dir}",

@@ -1,5 +1,6 @@
 """The whole local stack as supervised processes: the embedded database and broker (unless
-MONGO_URI / REDIS_URL point elsewhere), the four services, a Celery worker and Envoy.
+MONGO_URI / REDIS_URL point elsewhere), the registered services (services.common.registry) in
+their start order, Celery workers and Envoy.
 
 Each process runs in its own session so that stopping it stops its children too; a process
 that dies unexpectedly is restarted, as a container restart policy would, and the restart is
@@ -26,17 +27,29 @@ from typing import IO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from devstack import binaries
+from devstack import binaries, parent_death
 from gateway.render import render
+from services.common import registry
 from services.common.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+CHILD_UMASK = 0o077
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_names() -> list[str]:
+    """Every port a stack needs: the gateway's, each registered service's, the stand-ins'."""
+    return ["gateway", "gateway_admin", *(s.name for s in registry.SERVICES), "mongo", "redis"]
+
+
+def free_ports() -> dict[str, int]:
+    """A free loopback port for each of `port_names()` (test and bench stacks)."""
+    return {name: free_port() for name in port_names()}
 
 
 def port_is_free(port: int) -> bool:
@@ -107,8 +120,8 @@ class Stack:
             base["MONGO_URI"] = (f"mongodb://127.0.0.1:{ports['mongo']}/?directConnection=true")
         if self.embedded_redis:
             base["REDIS_URL"] = f"redis://127.0.0.1:{ports['redis']}/0"
-        for svc in ("auth", "upload", "task", "catalog"):
-            base[f"{svc.upper()}_ADDR"] = f"127.0.0.1:{ports[svc]}"
+        for spec in registry.SERVICES:
+            base[spec.addr_setting] = f"127.0.0.1:{ports[spec.name]}"
         base["GATEWAY_HOST"] = base.get("GATEWAY_HOST", "127.0.0.1")
         base["GATEWAY_PORT"] = str(ports["gateway"])
         base["GATEWAY_ADMIN_PORT"] = str(ports["gateway_admin"])
@@ -136,10 +149,9 @@ class Stack:
                 "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
                 "--dir", str(d / "redis"), "--loglevel", "warning",
             ], env, self._redis_ready, ready_timeout=20))
-        for svc in ("auth", "task", "upload", "catalog"):
-            addr = env[f"{svc.upper()}_ADDR"]
-            procs.append(Proc(svc, [sys.executable, "-m", f"services.{svc}"], env,
-                              self._grpc_ready(addr)))
+        for spec in registry.start_order():
+            procs.append(Proc(spec.name, [sys.executable, "-m", f"services.{spec.name}"], env,
+                              self._grpc_ready(env[spec.addr_setting])))
         for n in range(1, self.workers + 1):
             name = "worker" if n == 1 else f"worker{n}"
             worker = Proc(name, [sys.executable, "-m", "services.worker"],
@@ -188,7 +200,9 @@ class Stack:
     # --- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Private: it holds the keys, the uploads and the database.
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
         if self.log_to:
             self.log_to.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "envoy.yaml").write_text(render(self.settings))
@@ -207,9 +221,12 @@ class Stack:
 
     def _spawn(self, proc: Proc) -> None:
         sink: IO[bytes] | int = subprocess.PIPE
-        proc.popen = subprocess.Popen(
+        # Dies with this supervisor, even one killed with SIGKILL, whichever thread spawns it.
+        # umask 077: what the children create (the database's files, the broker's append-only
+        # file, uploads) is readable by this user only, whatever modes they ask for.
+        proc.popen = parent_death.popen(
             proc.argv, env=proc.env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            stdin=subprocess.DEVNULL, start_new_session=True, umask=CHILD_UMASK,
         )
         threading.Thread(target=self._pump, args=(proc, proc.popen), daemon=True,
                          name=f"log-{proc.name}").start()

@@ -1,30 +1,41 @@
 """Renders the Envoy config from `envoy.yaml.tmpl`: `python -m gateway.render OUT`.
 
-Uses the gateway settings (GATEWAY_HOST, GATEWAY_PORT, GATEWAY_ADMIN_PORT, DESCRIPTOR_SET), the
-services' *_ADDR, MAX_UPLOAD_BYTES, JWT_ISSUER and JWT_AUDIENCE.
+The services, their clusters, routes and timeouts come from the registry
+(services.common.registry); which methods need no token (public) and which the gateway hides
+(internal) come from each method's declared access in the protos, and so do the rate limits:
+public methods are limited per client address, methods that need a token per user. The rest
+comes from the settings: GATEWAY_HOST, GATEWAY_PORT, GATEWAY_ADMIN_PORT, DESCRIPTOR_SET, the
+services' <NAME>_ADDR, MAX_UPLOAD_BYTES, JWT_ISSUER, JWT_AUDIENCE, ACCESS_TOKEN_TTL_SECONDS, the
+GATEWAY_* limits and UPLOAD_MAX_SECONDS.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from google.api import annotations_pb2
+from google.protobuf.descriptor import MethodDescriptor
+
+from services.common import registry
+from services.common.access import Access, declared_access, method_path
+from services.common.registry import ServiceSpec
 from services.common.settings import Settings
 
 TEMPLATE = Path(__file__).with_name("envoy.yaml.tmpl")
 # Multipart framing around the file: boundaries and part headers, well under this.
 MULTIPART_OVERHEAD = 64 * 1024
-INTERNAL_METHODS = [
-    "/marquee.upload.v1.UploadService/GetFile",
-    "/marquee.upload.v1.UploadService/ReadFile",
-    "/marquee.upload.v1.UploadService/DeleteFile",
-    "/marquee.task.v1.TaskService/CreateTask",
-    "/marquee.task.v1.TaskService/ClaimTask",
-    "/marquee.task.v1.TaskService/ReportProgress",
-    "/marquee.task.v1.TaskService/FinishTask",
-    "/marquee.catalog.v1.CatalogService/ImportMovies",
-]
+# Envoy fetches its own keys here; the method behind it is public and not rate limited.
+JWKS_PATH = "/.well-known/jwks.json"
+# Where jwt_authn puts the verified claims (the per-user rate limit reads `sub`).
+JWT_PAYLOAD = "jwt_payload"
+# A route's metadata (namespace "marquee") names the rate limit it draws on beyond the per-user
+# one, which applies to every request with a verified token.
+RATE_LIMIT_KEY = "rate_limit"
+BY_ADDRESS = "per_address"
 
 
 def _cluster(name: str, addr: str) -> str:
@@ -48,17 +59,76 @@ def _cluster(name: str, addr: str) -> str:
               socket_address: {{address: {host}, port_value: {port}}}"""
 
 
+@dataclass(frozen=True)
+class _Method:
+    spec: ServiceSpec
+    descriptor: MethodDescriptor
+    access: Access
+
+    @property
+    def path(self) -> str:
+        return method_path(self.descriptor)
+
+    @property
+    def per_address(self) -> bool:
+        """Public methods (login, register, a future refresh...) are limited per client address,
+        except the key set, which Envoy itself fetches."""
+        rest = self.descriptor.GetOptions().Extensions[annotations_pb2.http]
+        return self.access is Access.PUBLIC and rest.get != JWKS_PATH
+
+    @property
+    def upload(self) -> bool:
+        """A client stream that a user sends (an upload): bounded in time on its own route."""
+        return self.descriptor.client_streaming and self.access is Access.USER
+
+
+def _methods() -> Iterator[_Method]:
+    for spec in registry.SERVICES:
+        for service in spec.descriptors():
+            for method in service.methods:
+                yield _Method(spec, method, declared_access(method))
+
+
+def _route(match: str, spec: ServiceSpec, extra: str = "") -> str:
+    return f"""              - match: {match}
+                route:
+                  cluster: {spec.name}
+                  timeout: {spec.route_timeout}{extra}"""
+
+
+def _routes(settings: Settings, methods: list[_Method]) -> str:
+    """Exact-path routes for the methods with limits of their own, then one prefix route per
+    proto service."""
+    per_address = f"""
+                metadata: {{filter_metadata: {{marquee: {{{RATE_LIMIT_KEY}: {BY_ADDRESS}}}}}}}"""
+    upload = f"""
+                  max_stream_duration: {{max_stream_duration: {settings.upload_max_seconds}s}}"""
+    routes = [_route(f'{{path: "{m.path}"}}', m.spec) + per_address
+              for m in methods if m.per_address]
+    routes += [_route(f'{{path: "{m.path}"}}', m.spec, upload) for m in methods if m.upload]
+    routes += [_route(f'{{prefix: "/{service.full_name}/"}}', spec)
+               for spec in registry.SERVICES for service in spec.descriptors()]
+    return "\n".join(routes)
+
+
 def render(settings: Settings) -> str:
     listen_host, listen_port = settings.gateway_host, settings.gateway_port
     self_host = "127.0.0.1" if listen_host in ("0.0.0.0", "::") else listen_host
+    methods = list(_methods())
     internal = "\n".join(
-        f"""              - match: {{path: "{m}"}}
-                direct_response: {{status: 404}}""" for m in INTERNAL_METHODS
+        f"""              - match: {{path: "{m.path}"}}
+                direct_response: {{status: 404}}"""
+        for m in methods if m.access is Access.INTERNAL
     )
-    clusters = "\n".join(_cluster(n, a) for n, a in (
-        ("auth", settings.auth_addr), ("upload", settings.upload_addr),
-        ("task", settings.task_addr), ("catalog", settings.catalog_addr),
-    ))
+    public = "\n".join(
+        f"""              - match: {{path: "{m.path}"}}"""
+        for m in methods if m.access is Access.PUBLIC
+    )
+    transcoded = "\n".join(
+        f"              - {service.full_name}"
+        for spec in registry.SERVICES for service in spec.descriptors()
+    )
+    clusters = "\n".join(_cluster(s.name, settings.addr(s.name)) for s in registry.SERVICES)
     return Template(TEMPLATE.read_text()).substitute(
         ADMIN_PORT=settings.gateway_admin_port,
         LISTEN_HOST=listen_host,
@@ -70,7 +140,24 @@ def render(settings: Settings) -> str:
         DESCRIPTOR=str(settings.descriptor_set),
         JWT_ISSUER=settings.jwt_issuer,
         JWT_AUDIENCE=settings.jwt_audience,
+        JWT_PAYLOAD=JWT_PAYLOAD,
+        JWKS_PATH=JWKS_PATH,
+        TOKEN_MAX_LIFETIME=settings.access_token_ttl_seconds,
+        REQUEST_HEADERS_TIMEOUT=settings.gateway_request_headers_timeout_seconds,
+        IDLE_TIMEOUT=settings.gateway_idle_timeout_seconds,
+        MAX_CONNECTIONS=settings.gateway_max_connections,
+        XFF_TRUSTED_HOPS=settings.gateway_xff_trusted_hops,
+        RATE_LIMIT_KEY=RATE_LIMIT_KEY,
+        BY_ADDRESS=BY_ADDRESS,
+        AUTH_RATE_LIMIT=settings.gateway_auth_rate_limit,
+        AUTH_RATE_WINDOW=settings.gateway_auth_rate_window_seconds,
+        USER_RATE_LIMIT=settings.gateway_user_rate_limit,
+        USER_RATE_WINDOW=settings.gateway_user_rate_window_seconds,
+        RATE_LIMIT_MAX_KEYS=settings.gateway_rate_limit_max_keys,
         INTERNAL_ROUTES=internal,
+        SERVICE_ROUTES=_routes(settings, methods),
+        PUBLIC_METHODS=public,
+        TRANSCODED_SERVICES=transcoded,
         CLUSTERS=clusters,
     )
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from marquee.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.auth import keys
-from services.auth.repository import UserRepository
-from services.auth.server import POLICY, AuthServicer
+from services.auth.repository import LoginFailureRepository, UserRepository
+from services.auth.server import AuthServicer
 from services.auth.service import AuthService
+from services.auth.throttle import LoginThrottle, ThrottlePolicy
 from services.common import logs, mongo
 from services.common.grpc_server import serve
 from services.common.settings import Settings
@@ -15,27 +15,27 @@ from services.common.settings import Settings
 def main() -> None:
     settings = Settings.from_env()
     logs.configure("auth", settings.log_level)
-    users = UserRepository(mongo.connect(settings, "auth"))
+    db = mongo.connect(settings, "auth")
+    users, failed_logins = UserRepository(db), LoginFailureRepository(db)
     users.ensure_indexes()
+    failed_logins.ensure_indexes()
+    throttle = LoginThrottle(failed_logins, ThrottlePolicy(
+        max_failures=settings.login_max_failures,
+        window_seconds=settings.login_failure_window_seconds,
+        lock_seconds=settings.login_lock_seconds,
+        max_lock_seconds=settings.login_max_lock_seconds,
+    ))
     service = AuthService(
         users,
         keys.load_or_create(settings.jwt_private_key_file),
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         ttl_seconds=settings.access_token_ttl_seconds,
+        throttle=throttle,
         bcrypt_rounds=settings.bcrypt_rounds,
+        password_min_chars=settings.password_min_chars,
     )
-    serve(
-        name="auth",
-        listen=settings.grpc_listen or settings.auth_addr,
-        service_names=[auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name],
-        register=lambda server: auth_pb2_grpc.add_AuthServiceServicer_to_server(
-            AuthServicer(service), server
-        ),
-        policy=POLICY,
-        verifier=service.verifier,
-        service_key=settings.service_key(),
-    )
+    serve(settings, "auth", AuthServicer(service), verifier=service.verifier)
 
 
 if __name__ == "__main__":

@@ -6,16 +6,7 @@ import grpc
 
 from marquee.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.auth.service import AuthService, IssuedToken
-from services.common.access import Access
 from services.common.rest import set_http_status
-
-_S = "/marquee.auth.v1.AuthService/"
-POLICY = {
-    _S + "Register": Access.PUBLIC,
-    _S + "Login": Access.PUBLIC,
-    _S + "VerifyToken": Access.PUBLIC,
-    _S + "GetJwks": Access.PUBLIC,
-}
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):

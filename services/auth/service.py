@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
-import re
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import bcrypt
 import jwt
 
+from services.auth import fields
+from services.auth.email_address import normalise_email
 from services.auth.keys import SigningKey
-from services.auth.repository import DuplicateKeyError, UserRepository
+from services.auth.repository import UserExists
+from services.auth.throttle import LoginThrottle
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
 from services.common.tokens import ALGORITHM, Caller, TokenVerifier
 
-USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-MIN_PASSWORD = 6
-MAX_PASSWORD_BYTES = 72  # bcrypt uses only the first 72 bytes; refuse rather than truncate
+# Longer than any token this service issues (about 800 characters): not worth decoding.
+MAX_TOKEN_CHARS = 8192
+
+
+class Users(Protocol):
+    """The users: UserRepository, or an in-memory fake in the unit tests."""
+
+    def add(self, *, username: str, email: str, name: str, password_hash: bytes) -> str:
+        """The new user's id; raises UserExists when the username or the email, compared
+        without case, is taken."""
+        ...
+
+    def by_username(self, username: str) -> dict[str, Any] | None:
+        """The user (`_id`, `username`, `password_hash`...) whatever the case of `username`."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -31,60 +45,69 @@ class IssuedToken:
 class AuthService:
     def __init__(
         self,
-        users: UserRepository,
+        users: Users,
         key: SigningKey,
         *,
         issuer: str,
         audience: str,
         ttl_seconds: int,
+        throttle: LoginThrottle,
         bcrypt_rounds: int = 12,
+        password_min_chars: int = 8,
     ) -> None:
         self._users = users
         self._key = key
         self._issuer = issuer
         self._audience = audience
         self._ttl = ttl_seconds
+        self._throttle = throttle
         self._rounds = bcrypt_rounds
+        self._password_min_chars = password_min_chars
+        # Checked in place of a stored hash when the name is unknown, so that an unknown name
+        # takes as long as a wrong password (5 ms against 250 ms told which names exist).
+        self._unknown_user_hash = bcrypt.hashpw(secrets.token_bytes(16),
+                                                bcrypt.gensalt(bcrypt_rounds))
         self.verifier = TokenVerifier(lambda: [key.jwk], issuer, audience)
 
     def register(self, *, username: str, password: str, email: str, name: str) -> IssuedToken:
         username, email, name = username.strip(), email.strip(), name.strip()
         _require({"username": username, "password": password, "email": email, "name": name})
-        if not USERNAME.match(username):
-            raise InvalidArgument(
-                "username must be 3-32 characters: letters, digits, '_', '.' or '-'"
-            )
-        if len(password) < MIN_PASSWORD:
-            raise InvalidArgument(f"password must be at least {MIN_PASSWORD} characters")
-        if len(password.encode()) > MAX_PASSWORD_BYTES:
-            raise InvalidArgument(f"password must be at most {MAX_PASSWORD_BYTES} bytes")
-        if not EMAIL.match(email) or len(email) > 254:
-            raise InvalidArgument("email must be an address like name@example.com")
-        if len(name) > 200:
-            raise InvalidArgument("name must be at most 200 characters")
+        fields.check_new_username(username)
+        fields.check_new_password(password, self._password_min_chars)
+        email = normalise_email(email)
+        fields.check_display_name(name)
         password_hash = bcrypt.hashpw(password.encode(), bcrypt.gensalt(self._rounds))
         try:
             user_id = self._users.add(
                 username=username, email=email, name=name, password_hash=password_hash
             )
-        except DuplicateKeyError as exc:
-            field = "email" if "email" in str(exc) else "username"
-            raise AlreadyExists(f"{field} is already taken") from None
+        except UserExists as exc:
+            raise AlreadyExists(f"{exc.field} is already taken") from None
         return self._issue(user_id, username)
 
     def login(self, *, username: str, password: str) -> IssuedToken:
-        _require({"username": username.strip(), "password": password})
-        user = self._users.by_username(username.strip())
-        if user is None:
-            raise NotFound(f"no user named {username.strip()!r}")
-        if not bcrypt.checkpw(password.encode(), user["password_hash"]):
+        """Throttled while the username is locked by failed logins, whatever the password."""
+        username = username.strip()
+        _require({"username": username, "password": password})
+        fields.check_login_username(username)
+        fields.check_login_password(password)
+        self._throttle.check(username)
+        user = self._users.by_username(username)
+        stored_hash = self._unknown_user_hash if user is None else user["password_hash"]
+        if not bcrypt.checkpw(password.encode(), stored_hash) or user is None:
+            self._throttle.failed(username)
+            if user is None:  # the contract's 404; the name is at most 32 characters
+                raise NotFound(f"no user named {username!r}")
             raise Unauthenticated("wrong password")
+        self._throttle.succeeded(username)
         return self._issue(str(user["_id"]), user["username"])
 
     def verify(self, token: str) -> tuple[Caller, int]:
         """The token's caller and expiry (unix seconds); Unauthenticated when it is not valid."""
         if not token.strip():
             raise InvalidArgument("token is required")
+        if len(token) > MAX_TOKEN_CHARS:
+            raise Unauthenticated("malformed access token")
         caller = self.verifier.verify(token.strip())
         claims = jwt.decode(token.strip(), options={"verify_signature": False})
         return caller, int(claims["exp"])

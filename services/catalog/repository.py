@@ -10,6 +10,8 @@ from pymongo import ASCENDING, ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
+from services.catalog.records import Movie
+
 # (filters) x (sort field): each list route's query is served by one of these indexes, ties
 # broken by _id so that pages are stable. Descending sorts walk the same indexes backwards.
 SORT_FIELDS = {"release_date": "release_date", "rating": "vote_average"}
@@ -24,6 +26,40 @@ def index_name(keys: list[str]) -> str:
     return "browse_" + "_".join(keys)
 
 
+def movie_document(movie: Movie) -> dict[str, Any]:
+    """The stored form of a movie: keyed by `_id`, with the release year for the indexes."""
+    doc: dict[str, Any] = {
+        "_id": movie.id,
+        "title": movie.title,
+        "original_language": movie.original_language,
+        "overview": movie.overview,
+        "genre": movie.genre,
+        "release_date": movie.release_date,
+        "release_year": movie.release_year,
+        "popularity": movie.popularity,
+        "vote_average": movie.vote_average,
+        "vote_count": movie.vote_count,
+    }
+    if movie.extra:
+        doc["extra"] = movie.extra
+    return doc
+
+
+def movie_from_document(doc: dict[str, Any]) -> Movie:
+    return Movie(
+        id=doc["_id"],
+        title=doc.get("title") or "",
+        original_language=doc.get("original_language") or "",
+        overview=doc.get("overview") or "",
+        genre=doc.get("genre") or [],
+        release_date=doc.get("release_date"),
+        popularity=doc.get("popularity"),
+        vote_average=doc.get("vote_average"),
+        vote_count=doc.get("vote_count"),
+        extra=doc.get("extra") or {},
+    )
+
+
 class MovieRepository:
     def __init__(self, db: Database) -> None:
         self._movies = db["catalog_movies"]
@@ -33,17 +69,17 @@ class MovieRepository:
             self._movies.create_index([(k, ASCENDING) for k in keys] + [("_id", ASCENDING)],
                                       name=index_name(keys))
 
-    def upsert_many(self, docs: list[dict[str, Any]]) -> tuple[int, int]:
+    def upsert_many(self, movies: list[Movie]) -> tuple[int, int]:
         """Stores each movie under its `_id`, replacing one already there. Returns (inserted,
         replaced).
 
         Inserts first and replaces only the documents whose `_id` already exists: a new file
         costs plain inserts, which are several times cheaper than upserts on some engines,
         while a re-run or an overlapping file still ends with one document per movie."""
-        if not docs:
+        if not movies:
             return 0, 0
         now = datetime.now(UTC).replace(tzinfo=None)
-        stamped = [{**d, "updated_at": now} for d in docs]
+        stamped = [{**movie_document(m), "updated_at": now} for m in movies]
         try:
             self._movies.insert_many(stamped, ordered=False)
             return len(stamped), 0
@@ -58,15 +94,16 @@ class MovieRepository:
         return inserted, len(existing) - result.upserted_count
 
     def find_page(self, query: dict[str, Any], sort: list[tuple[str, int]], skip: int,
-                  limit: int) -> list[dict[str, Any]]:
+                  limit: int) -> list[Movie]:
         cursor = self._movies.find(query, {"updated_at": 0}).sort(sort).skip(skip).limit(limit)
-        return list(cursor)
+        return [movie_from_document(doc) for doc in cursor]
 
     def count(self, query: dict[str, Any]) -> int:
         return self._movies.count_documents(query)
 
-    def get(self, movie_id: str) -> dict[str, Any] | None:
-        return self._movies.find_one({"_id": movie_id}, {"updated_at": 0})
+    def get(self, movie_id: str) -> Movie | None:
+        doc = self._movies.find_one({"_id": movie_id}, {"updated_at": 0})
+        return None if doc is None else movie_from_document(doc)
 
     def explain(self, query: dict[str, Any], sort: list[tuple[str, int]],
                 hint: str | None = None) -> dict[str, Any]:

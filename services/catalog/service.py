@@ -6,12 +6,13 @@ import base64
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import bson
 
 from services.catalog.cache import QueryCache
-from services.catalog.repository import SORT_FIELDS, MovieRepository
+from services.catalog.records import Movie
+from services.catalog.repository import SORT_FIELDS, movie_document, movie_from_document
 from services.common.errors import InvalidArgument, NotFound
 
 DEFAULT_LIMIT = 50
@@ -32,7 +33,7 @@ class MovieQuery:
 
 @dataclass(frozen=True)
 class MoviePage:
-    movies: list[dict[str, Any]]
+    movies: list[Movie]
     next_page_token: str
     total_size: int | None
     cached: bool = False
@@ -78,27 +79,64 @@ def _fingerprint(q: MovieQuery) -> list[Any]:
     return [q.year, q.language, q.sort_field, q.sort_order]
 
 
-def _encode_token(q: MovieQuery, last: dict[str, Any]) -> str:
-    value = last.get(SORT_FIELDS[q.sort_field])
+def _encode_token(q: MovieQuery, last: Movie) -> str:
+    value = getattr(last, SORT_FIELDS[q.sort_field])
     if isinstance(value, datetime):
         value = {"$date": value.isoformat()}
-    raw = json.dumps({"q": _fingerprint(q), "v": value, "id": last["_id"]})
+    raw = json.dumps({"q": _fingerprint(q), "v": value, "id": last.id})
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode_token(q: MovieQuery) -> tuple[Any, str]:
+# A token this service writes is a few hundred characters (movie ids are at most 100); a longer
+# one is refused unread.
+MAX_TOKEN_CHARS = 1024
+_TOKEN_KEYS = {"q", "v", "id"}
+
+
+def _invalid_token() -> InvalidArgument:
+    return InvalidArgument("page_token is not valid: use next_page_token from a response")
+
+
+def _token_payload(token: str) -> dict[str, Any]:
+    """The token's JSON object, or InvalidArgument. RecursionError is a client's doing too:
+    JSON nested a few hundred deep."""
+    if len(token) > MAX_TOKEN_CHARS:
+        raise _invalid_token()
     try:
-        raw = json.loads(base64.urlsafe_b64decode(q.page_token + "=" * (-len(q.page_token) % 4)))
-        value, last_id = raw["v"], raw["id"]
-        if isinstance(value, dict):
-            value = datetime.fromisoformat(value["$date"])
-        fingerprint = raw["q"]
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument("page_token is not valid: use next_page_token from a response") \
-            from None
-    if fingerprint != _fingerprint(q):
+        raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, RecursionError):
+        raise _invalid_token() from None
+    if not isinstance(raw, dict) or set(raw) != _TOKEN_KEYS:
+        raise _invalid_token()
+    return raw
+
+
+def _sort_value(sort_field: str, value: Any) -> Any:
+    """The last sort value as the query compares it; ValueError or TypeError unless it is one
+    the field can hold (a client's token could hold any JSON: a list, a huge integer...)."""
+    if value is None:
+        return None
+    if sort_field == "release_date":
+        when = datetime.fromisoformat(value["$date"])
+        if when.tzinfo is not None:  # stored dates are naive UTC
+            raise ValueError("aware datetime")
+        return when
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("not a number")
+    return float(value)  # a float never overflows a BSON number as a huge int would
+
+
+def _decode_token(q: MovieQuery) -> tuple[Any, str]:
+    raw = _token_payload(q.page_token)
+    if raw["q"] != _fingerprint(q):
         raise InvalidArgument("page_token belongs to a query with other filters or sort order")
-    return value, last_id
+    try:
+        value = _sort_value(q.sort_field, raw["v"])
+    except (ValueError, KeyError, TypeError, OverflowError):
+        raise _invalid_token() from None
+    if not isinstance(raw["id"], str):
+        raise _invalid_token()
+    return value, raw["id"]
 
 
 def _segments_after(field: str, value: Any, last_id: str, descending: bool
@@ -114,8 +152,23 @@ def _segments_after(field: str, value: Any, last_id: str, descending: bool
     return [*segments, {field: None}] if descending else segments
 
 
+class Movies(Protocol):
+    """The movies: MovieRepository, or an in-memory fake in the unit tests. Queries and sorts
+    name the stored fields (`_id`, `release_year`, `original_language`, and SORT_FIELDS'
+    values); sorts put null lowest."""
+
+    def upsert_many(self, movies: list[Movie]) -> tuple[int, int]:
+        """Stores each movie under its id, replacing one already there: (inserted, replaced)."""
+        ...
+
+    def find_page(self, query: dict[str, Any], sort: list[tuple[str, int]], skip: int,
+                  limit: int) -> list[Movie]: ...
+    def count(self, query: dict[str, Any]) -> int: ...
+    def get(self, movie_id: str) -> Movie | None: ...
+
+
 class CatalogService:
-    def __init__(self, movies: MovieRepository, cache: QueryCache | None = None) -> None:
+    def __init__(self, movies: Movies, cache: QueryCache | None = None) -> None:
         self._movies = movies
         self._cache = cache
 
@@ -127,9 +180,13 @@ class CatalogService:
         key, hit = self._cache.get(json.dumps([asdict(q), with_total]))
         if hit is not None:
             cached = bson.decode(hit)
-            return MoviePage(cached["movies"], cached["token"], cached["total"], cached=True)
+            return MoviePage([movie_from_document(d) for d in cached["movies"]], cached["token"],
+                             cached["total"], cached=True)
         page = self._browse(q, with_total=with_total)
-        self._cache.put(key, bson.encode({"movies": page.movies, "token": page.next_page_token,
+        # Cached in the movies' stored form, which changes only with a data migration, so
+        # entries written before a change to the Movie record still read.
+        self._cache.put(key, bson.encode({"movies": [movie_document(m) for m in page.movies],
+                                          "token": page.next_page_token,
                                           "total": page.total_size}))
         return page
 
@@ -142,30 +199,30 @@ class CatalogService:
         wanted = q.limit + 1
         if q.page_token:
             value, last_id = _decode_token(q)
-            docs: list[dict[str, Any]] = []
+            movies: list[Movie] = []
             for segment in _segments_after(field, value, last_id, direction < 0):
-                if len(docs) < wanted:
-                    docs += self._movies.find_page({**filters, **segment}, sort, 0,
-                                                   wanted - len(docs))
+                if len(movies) < wanted:
+                    movies += self._movies.find_page({**filters, **segment}, sort, 0,
+                                                     wanted - len(movies))
         else:
-            docs = self._movies.find_page(filters, sort, (q.page - 1) * q.limit, wanted)
-        more = len(docs) > q.limit
-        docs = docs[: q.limit]
-        token = _encode_token(q, docs[-1]) if more and docs else ""
+            movies = self._movies.find_page(filters, sort, (q.page - 1) * q.limit, wanted)
+        more = len(movies) > q.limit
+        movies = movies[: q.limit]
+        token = _encode_token(q, movies[-1]) if more and movies else ""
         total = self._movies.count(filters) if with_total else None
-        return MoviePage(movies=docs, next_page_token=token, total_size=total)
+        return MoviePage(movies=movies, next_page_token=token, total_size=total)
 
-    def get(self, movie_id: str) -> dict[str, Any]:
+    def get(self, movie_id: str) -> Movie:
         movie = self._movies.get(movie_id)
         if movie is None:
             raise NotFound(f"no movie with id {movie_id!r}")
         return movie
 
-    def import_batch(self, docs: list[dict[str, Any]]) -> tuple[int, int]:
-        for doc in docs:
-            if not doc.get("_id") or not doc.get("title"):
+    def import_batch(self, movies: list[Movie]) -> tuple[int, int]:
+        for movie in movies:
+            if not movie.id or not movie.title:
                 raise InvalidArgument("every imported movie needs an id and a title")
-        written = self._movies.upsert_many(docs)
-        if self._cache is not None and docs:
+        written = self._movies.upsert_many(movies)
+        if self._cache is not None and movies:
             self._cache.invalidate()
         return written

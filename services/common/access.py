@@ -1,7 +1,10 @@
 """Who may call what: every RPC is public, for a signed-in user, or for another service.
 
-The interceptor checks the caller before the servicer runs, puts the verified user in a context
-variable for the use case, and turns domain errors into gRPC status codes in one place.
+Each method declares its level in the proto (`option (marquee.access.v1.access) = ...`); the
+policy is read from the generated descriptors, and a method without one stops the service from
+starting. The interceptor checks the caller before the servicer runs (a method missing from the
+policy is refused), puts the verified user in a context variable for the use case, and turns
+domain errors into gRPC status codes in one place.
 """
 
 from __future__ import annotations
@@ -11,27 +14,66 @@ import enum
 import hmac
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.message import DecodeError, Message
 from pymongo.errors import ConnectionFailure
 
+from marquee.access.v1 import access_pb2
 from services.common import logs
-from services.common.errors import DomainError, PermissionDenied, Unauthenticated, Unavailable
+from services.common.errors import (
+    DomainError,
+    InvalidArgument,
+    PermissionDenied,
+    Throttled,
+    Unauthenticated,
+    Unavailable,
+)
 from services.common.tokens import Caller, TokenVerifier, bearer_token
 
 log = logging.getLogger(__name__)
 
 SERVICE_KEY_HEADER = "x-marquee-service-key"
+# A status message travels in an HTTP/2 header and goes into a log line: a megabyte username
+# echoed into one broke the gateway's connection to the service (GOAWAY, every call on it 502).
+MAX_STATUS_CHARS = 1000
 
 _caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("caller", default=None)
 
 
 class Access(enum.Enum):
-    PUBLIC = "public"
-    USER = "user"
-    INTERNAL = "internal"
+    PUBLIC = access_pb2.ACCESS_PUBLIC
+    USER = access_pb2.ACCESS_USER
+    INTERNAL = access_pb2.ACCESS_INTERNAL
+
+
+class UndeclaredAccess(Exception):
+    """A method declares no access level (or one this code does not know)."""
+
+
+def declared_access(method: MethodDescriptor) -> Access:
+    value = method.GetOptions().Extensions[access_pb2.access]
+    try:
+        return Access(value)
+    except ValueError:
+        raise UndeclaredAccess(
+            f"{method.full_name} declares no access: add `option (marquee.access.v1.access) = "
+            "ACCESS_PUBLIC | ACCESS_USER | ACCESS_INTERNAL;` to it in its .proto"
+        ) from None
+
+
+def method_path(method: MethodDescriptor) -> str:
+    """The HTTP/2 path of a gRPC method, as interceptors and Envoy see it."""
+    return f"/{method.containing_service.full_name}/{method.name}"
+
+
+def policy(services: Iterable[ServiceDescriptor]) -> dict[str, Access]:
+    """Every method of these services with its declared level; raises UndeclaredAccess if any
+    method has none."""
+    return {method_path(m): declared_access(m) for s in services for m in s.methods}
 
 
 def current_caller() -> Caller:
@@ -55,7 +97,9 @@ class AccessInterceptor(grpc.ServerInterceptor):
     def _authorize(self, method: str, metadata: dict[str, str]) -> Caller | None:
         if method.startswith(_ALWAYS_PUBLIC):
             return None
-        access = self._policy.get(method, Access.USER)
+        access = self._policy.get(method)
+        if access is None:  # default deny: only declared methods are callable
+            raise PermissionDenied(f"{method} is not callable on this server")
         if access is Access.PUBLIC:
             return None
         if access is Access.INTERNAL:
@@ -100,8 +144,55 @@ def _as_domain_error(exc: DomainError | ConnectionFailure) -> DomainError:
 
 
 def _abort(context: grpc.ServicerContext, method: str, exc: DomainError) -> None:
-    log.info("rpc refused", extra={"method": method, "code": exc.code.name, "reason": str(exc)})
-    context.abort(exc.code, str(exc))
+    reason = logs.truncated(str(exc), MAX_STATUS_CHARS)
+    log.info("rpc refused", extra={"method": method, "code": exc.code.name, "reason": reason})
+    if isinstance(exc, Throttled):
+        # The gateway passes it on as the HTTP header, so REST clients see when to retry.
+        context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
+    context.abort(exc.code, reason)
+
+
+def _fail(context: grpc.ServicerContext, method: str, rid: str, exc: Exception) -> None:
+    """An exception that no use case meant to raise: INTERNAL, naming the request id to find
+    it in the log. gRPC's own answer would quote the exception, and with it whatever the client
+    sent. An exception that follows the servicer's own abort, or a call the client cancelled,
+    passes unchanged."""
+    if context.code() is not None or not context.is_active():
+        raise exc
+    log.exception("rpc failed", extra={"method": method})
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid})")
+
+
+class _Undecodable:
+    """A request message that did not parse (a string that is not UTF-8, say from `%FF` in a
+    URL). gRPC would answer INTERNAL for it, as if the server had failed; handed on as this, it
+    is answered INVALID_ARGUMENT."""
+
+    def __init__(self, error: DecodeError) -> None:
+        self.error = InvalidArgument(f"the request is not a valid message ({error}); text must "
+                                     "be UTF-8")
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def run(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError as exc:
+            return _Undecodable(exc)
+
+    return run
+
+
+def _decoded(request: Any) -> Any:
+    """The request, checked: a message, or an iterator of them (client streams)."""
+    if isinstance(request, _Undecodable):
+        raise request.error
+    if isinstance(request, Message):
+        return request
+    return (_decoded(message) for message in request)
 
 
 def _wrap(
@@ -113,9 +204,11 @@ def _wrap(
             try:
                 if denied:
                     _abort(context, method, denied)
-                return behavior(request, context)
+                return behavior(_decoded(request), context)
             except (DomainError, ConnectionFailure) as exc:
                 _abort(context, method, _as_domain_error(exc))
+            except Exception as exc:
+                _fail(context, method, rid, exc)
             finally:
                 _exit(tokens)
 
@@ -127,14 +220,17 @@ def _wrap(
             try:
                 if denied:
                     _abort(context, method, denied)
-                yield from behavior(request, context)
+                yield from behavior(_decoded(request), context)
             except (DomainError, ConnectionFailure) as exc:
                 _abort(context, method, _as_domain_error(exc))
+            except Exception as exc:
+                _fail(context, method, rid, exc)
             finally:
                 _exit(tokens)
 
         return run
 
+    handler = handler._replace(request_deserializer=_tolerant(handler.request_deserializer))
     if handler.unary_unary:
         return handler._replace(unary_unary=unary(handler.unary_unary))
     if handler.stream_unary:

@@ -9,7 +9,7 @@ from google.protobuf import json_format
 
 from marquee.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.common.access import SERVICE_KEY_HEADER
-from services.common.grpc_server import GRPC_OPTIONS
+from services.common.grpc_server import CHANNEL_OPTIONS
 from services.common.settings import Settings
 from services.common.tokens import TokenVerifier
 
@@ -39,15 +39,16 @@ class _ServiceKey(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterc
         return continuation(self._details(details), requests)
 
 
-def internal_channel(addr: str, settings: Settings) -> grpc.Channel:
-    """A channel whose calls carry the service key (internal methods need it)."""
-    channel = grpc.insecure_channel(addr, options=GRPC_OPTIONS)
+def internal_channel(settings: Settings, service: str) -> grpc.Channel:
+    """A channel to a registered service whose calls carry the service key (internal methods
+    need it)."""
+    channel = grpc.insecure_channel(settings.addr(service), options=CHANNEL_OPTIONS)
     return grpc.intercept_channel(channel, _ServiceKey(settings.service_key()))
 
 
 def jwks_verifier(settings: Settings) -> TokenVerifier:
     """Verifies tokens with keys fetched from the auth service's GetJwks."""
-    stub = auth_pb2_grpc.AuthServiceStub(grpc.insecure_channel(settings.auth_addr))
+    stub = auth_pb2_grpc.AuthServiceStub(grpc.insecure_channel(settings.addr("auth")))
 
     def fetch() -> list[dict[str, Any]]:
         response = stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=5)

@@ -39,5 +39,23 @@ class TooLarge(DomainError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class LimitReached(DomainError):
+    """The caller has as many of something open as it may (or the server does): RESOURCE_EXHAUSTED,
+    which the gateway answers with HTTP 429."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class Unavailable(DomainError):
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class Throttled(DomainError):
+    """Too many attempts: the caller may try again after `retry_after` seconds. Maps to
+    RESOURCE_EXHAUSTED with a `retry-after` header, which the gateway answers as HTTP 429."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,18 +1,36 @@
-"""The Celery app that carries background jobs (Redis broker), shared by producer and worker.
+"""The Celery app that carries background jobs (Redis broker), shared by producer and worker, and
+the kinds of job a task can have.
 
-Only ids travel in messages. Jobs acknowledge late, so a worker that dies mid-job leaves the
-message to be redelivered; the task lease (task service) keeps a redelivery from running a job
-twice at once.
+Only ids travel in messages. The task service enqueues a task by its kind (`job_name`); the
+worker registers one job per kind and refuses a claimed task of any other kind. Jobs
+acknowledge late, so a worker that dies mid-job leaves the message to be redelivered; the task
+lease (task service) keeps a redelivery from running a job twice at once.
 """
 
 from __future__ import annotations
 
 from celery import Celery
 
+from services.common.errors import InvalidArgument
 from services.common.settings import Settings
 
-INGEST_CSV = "marquee.ingest_csv"
 QUEUE = "marquee"
+
+# Task kinds, and the Celery job that runs each.
+INGEST_CSV = "ingest_csv"
+JOB_NAMES = {INGEST_CSV: "marquee.ingest_csv"}
+
+
+class UnknownKind(InvalidArgument):
+    pass
+
+
+def job_name(kind: str) -> str:
+    try:
+        return JOB_NAMES[kind]
+    except KeyError:
+        raise UnknownKind(f"unknown task kind {kind!r}; known kinds: "
+                          f"{', '.join(sorted(JOB_NAMES))}") from None
 
 
 def celery_app(settings: Settings) -> Celery:

@@ -11,6 +11,17 @@ import time
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# No log line may carry a client's megabytes (a login with a 1 MB username wrote a 2 MB line):
+# each text field is cut to this many characters, and a traceback to the larger bound.
+MAX_FIELD_CHARS = 2000
+MAX_TRACEBACK_CHARS = 20_000
+
+
+def truncated(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, saying how many were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 class JsonFormatter(logging.Formatter):
@@ -24,16 +35,16 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "service": self.service,
-            "msg": record.getMessage(),
+            "msg": truncated(record.getMessage(), MAX_FIELD_CHARS),
         }
         rid = request_id.get()
         if rid:
             entry["request_id"] = rid
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+                entry[key] = truncated(value, MAX_FIELD_CHARS) if isinstance(value, str) else value
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = truncated(self.formatException(record.exc_info), MAX_TRACEBACK_CHARS)
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 

@@ -7,6 +7,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.common import registry
+
 
 def load_dotenv(path: Path = Path(".env")) -> None:
     """Sets variables from a `.env` file that the environment does not already set."""
@@ -36,10 +38,8 @@ class Settings:
     mongo_uri: str
     mongo_db: str
     redis_url: str
-    auth_addr: str
-    upload_addr: str
-    task_addr: str
-    catalog_addr: str
+    # Each registered service's address (`<NAME>_ADDR`), by its registry name.
+    addrs: dict[str, str]
     grpc_listen: str
     log_level: str
     jwt_issuer: str
@@ -51,8 +51,20 @@ class Settings:
     upload_storage: str
     upload_dir: Path
     ingest_batch_size: int
+    csv_max_row_chars: int
+    csv_max_header_chars: int
+    csv_max_columns: int
     task_lease_seconds: int
+    # Open WatchTask and ExportTaskErrors streams, each holding a task-service thread.
+    task_streams_per_user: int
+    task_streams_total: int
     bcrypt_rounds: int
+    password_min_chars: int
+    # Per-username throttling of failed logins (services/auth/throttle.py).
+    login_max_failures: int
+    login_failure_window_seconds: int
+    login_lock_seconds: int
+    login_max_lock_seconds: int
     job_visibility_timeout_seconds: int
     worker_concurrency: int
     worker_name: str
@@ -64,6 +76,19 @@ class Settings:
     file_retention_seconds: int
     upload_orphan_grace_seconds: int
     catalog_cache_ttl_seconds: int
+    # Gateway limits on slow and abusive clients (gateway/render.py writes them into Envoy).
+    gateway_request_headers_timeout_seconds: int
+    gateway_idle_timeout_seconds: int
+    gateway_max_connections: int
+    gateway_xff_trusted_hops: int
+    gateway_auth_rate_limit: int
+    gateway_auth_rate_window_seconds: int
+    gateway_user_rate_limit: int
+    gateway_user_rate_window_seconds: int
+    gateway_rate_limit_max_keys: int
+    upload_max_seconds: int
+    upload_min_bytes_per_second: int
+    upload_min_rate_grace_seconds: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -75,10 +100,7 @@ class Settings:
             mongo_uri=env("MONGO_URI", "mongodb://127.0.0.1:27017/?directConnection=true"),
             mongo_db=env("MONGO_DB", "marquee"),
             redis_url=env("REDIS_URL", "redis://127.0.0.1:6379/0"),
-            auth_addr=env("AUTH_ADDR", "127.0.0.1:50051"),
-            upload_addr=env("UPLOAD_ADDR", "127.0.0.1:50052"),
-            task_addr=env("TASK_ADDR", "127.0.0.1:50053"),
-            catalog_addr=env("CATALOG_ADDR", "127.0.0.1:50054"),
+            addrs={s.name: env(s.addr_setting, s.default_addr) for s in registry.SERVICES},
             grpc_listen=env("GRPC_LISTEN", ""),
             log_level=env("LOG_LEVEL", "INFO"),
             jwt_issuer=env("JWT_ISSUER", "marquee"),
@@ -92,8 +114,18 @@ class Settings:
             upload_storage=env("UPLOAD_STORAGE", "local"),
             upload_dir=Path(env("UPLOAD_DIR", str(data_dir / "uploads"))),
             ingest_batch_size=_int("INGEST_BATCH_SIZE", 1000),
+            csv_max_row_chars=_int("CSV_MAX_ROW_CHARS", 1 << 20),
+            csv_max_header_chars=_int("CSV_MAX_HEADER_CHARS", 64 << 10),
+            csv_max_columns=_int("CSV_MAX_COLUMNS", 256),
             task_lease_seconds=_int("TASK_LEASE_SECONDS", 60),
+            task_streams_per_user=_int("TASK_STREAMS_PER_USER", 8),
+            task_streams_total=_int("TASK_STREAMS_TOTAL", 32),
             bcrypt_rounds=_int("BCRYPT_ROUNDS", 12),
+            password_min_chars=_int("PASSWORD_MIN_CHARS", 8),
+            login_max_failures=_int("LOGIN_MAX_FAILURES", 5),
+            login_failure_window_seconds=_int("LOGIN_FAILURE_WINDOW_SECONDS", 900),
+            login_lock_seconds=_int("LOGIN_LOCK_SECONDS", 30),
+            login_max_lock_seconds=_int("LOGIN_MAX_LOCK_SECONDS", 900),
             job_visibility_timeout_seconds=_int("JOB_VISIBILITY_TIMEOUT_SECONDS", 300),
             worker_concurrency=_int("WORKER_CONCURRENCY", 1),
             worker_name=env("WORKER_NAME", "marquee@%h"),
@@ -105,23 +137,67 @@ class Settings:
             file_retention_seconds=_int("FILE_RETENTION_SECONDS", 7 * 24 * 3600),
             upload_orphan_grace_seconds=_int("UPLOAD_ORPHAN_GRACE_SECONDS", 24 * 3600),
             catalog_cache_ttl_seconds=_int("CATALOG_CACHE_TTL_SECONDS", 300),
+            gateway_request_headers_timeout_seconds=_int(
+                "GATEWAY_REQUEST_HEADERS_TIMEOUT_SECONDS", 10),
+            gateway_idle_timeout_seconds=_int("GATEWAY_IDLE_TIMEOUT_SECONDS", 60),
+            gateway_max_connections=_int("GATEWAY_MAX_CONNECTIONS", 1000),
+            gateway_xff_trusted_hops=_int("GATEWAY_XFF_TRUSTED_HOPS", 0),
+            gateway_auth_rate_limit=_int("GATEWAY_AUTH_RATE_LIMIT", 120),
+            gateway_auth_rate_window_seconds=_int("GATEWAY_AUTH_RATE_WINDOW_SECONDS", 60),
+            gateway_user_rate_limit=_int("GATEWAY_USER_RATE_LIMIT", 100),
+            gateway_user_rate_window_seconds=_int("GATEWAY_USER_RATE_WINDOW_SECONDS", 10),
+            gateway_rate_limit_max_keys=_int("GATEWAY_RATE_LIMIT_MAX_KEYS", 10000),
+            upload_max_seconds=_int("UPLOAD_MAX_SECONDS", 3600),
+            upload_min_bytes_per_second=_int("UPLOAD_MIN_BYTES_PER_SECOND", 16384),
+            upload_min_rate_grace_seconds=_int("UPLOAD_MIN_RATE_GRACE_SECONDS", 30),
         )
+
+    def addr(self, service: str) -> str:
+        """Where a registered service listens (its `<NAME>_ADDR`)."""
+        return self.addrs[registry.spec(service).name]
 
     def service_key(self) -> str:
         """The shared key that services present to each other on internal calls.
 
-        `SERVICE_KEY` wins; otherwise the key file is created once (mode 0600) and reused, so
-        every process of a local stack agrees without configuration.
+        `SERVICE_KEY` wins; otherwise the key file is created once (mode 0600, in a 0700
+        directory) and reused, so every process of a local stack agrees without configuration.
+        A key under MIN_SERVICE_KEY_BYTES stops the process: an empty one would let any caller
+        that sends no key through, and a short one can be guessed.
         """
         configured = os.environ.get("SERVICE_KEY")
-        if configured:
-            return configured
-        path = self.service_key_file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_text().strip()
+        if configured is not None:
+            return _long_enough(configured, "SERVICE_KEY")
+        return _long_enough(_read_or_create_key(self.service_key_file),
+                            f"the key file {self.service_key_file}")
+
+
+# 256 bits, what `openssl rand -base64 32` and the generated key file give.
+MIN_SERVICE_KEY_BYTES = 32
+
+
+def _long_enough(key: str, source: str) -> str:
+    if len(key.encode()) < MIN_SERVICE_KEY_BYTES:
+        raise SystemExit(
+            f"the service key from {source} is {len(key.encode())} bytes; it must be at least "
+            f"{MIN_SERVICE_KEY_BYTES}: set SERVICE_KEY to e.g. `openssl rand -base64 32`, or "
+            "unset it to use the generated key file")
+    return key
+
+
+def _read_or_create_key(path: Path) -> str:
+    """The key in `path`, which the first caller creates. The key is written to a temporary
+    file that is then linked into place, so no process ever reads a half-written (empty) key
+    file, whichever wins the race to create it."""
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        draft = path.with_name(f"{path.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(32))
-        return path.read_text().strip()
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process was first: its key is the one
+        finally:
+            draft.unlink()
+    return path.read_text().strip()

@@ -6,15 +6,23 @@ import threading
 
 import grpc
 
-from marquee.task.v1 import task_pb2, task_pb2_grpc
 from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
 from services.common import jobs, logs, mongo, periodic
 from services.common.clients import internal_channel, jwks_verifier
 from services.common.grpc_server import serve
 from services.common.settings import Settings
 from services.task.repository import TaskRepository
-from services.task.server import POLICY, TaskServicer
+from services.task.server import TaskServicer
 from services.task.service import TaskService
+from services.task.stream_slots import StreamSlots
+
+# Threads for every call but the long streams: as many as any service's whole pool (serve's
+# default). The streams get threads of their own on top, at most one per stream slot, so
+# however many watches are open, the other calls (users', and the workers' ClaimTask,
+# ReportProgress, FinishTask and the upload service's CreateTask) always find a free thread.
+# A server-wide maximum_concurrent_rpcs would not do: once watches filled it, it would refuse
+# those calls instead.
+CALL_THREADS = 32
 
 
 def main() -> None:
@@ -24,10 +32,10 @@ def main() -> None:
     repo.ensure_indexes()
     celery = jobs.celery_app(settings)
 
-    def enqueue(task_id: str) -> None:
-        celery.send_task(jobs.INGEST_CSV, args=[task_id])
+    def enqueue(kind: str, task_id: str) -> None:
+        celery.send_task(jobs.job_name(kind), args=[task_id])
 
-    uploads = upload_pb2_grpc.UploadServiceStub(internal_channel(settings.upload_addr, settings))
+    uploads = upload_pb2_grpc.UploadServiceStub(internal_channel(settings, "upload"))
 
     def delete_file(file_id: str) -> None:
         try:
@@ -48,18 +56,10 @@ def main() -> None:
 
     stop = threading.Event()
     periodic.every(interval, sweep, stop, name="stall-sweep")
-    serve(
-        name="task",
-        listen=settings.grpc_listen or settings.task_addr,
-        service_names=[task_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name],
-        register=lambda server: task_pb2_grpc.add_TaskServiceServicer_to_server(
-            TaskServicer(service), server
-        ),
-        policy=POLICY,
-        verifier=jwks_verifier(settings),
-        service_key=settings.service_key(),
-        on_stop=stop.set,
-    )
+    streams = StreamSlots(per_user=settings.task_streams_per_user,
+                          total=settings.task_streams_total)
+    serve(settings, "task", TaskServicer(service, streams), verifier=jwks_verifier(settings),
+          max_workers=CALL_THREADS + streams.total, on_stop=stop.set)
 
 
 if __name__ == "__main__":

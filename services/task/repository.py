@@ -2,29 +2,79 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict
+from datetime import timedelta
 from typing import Any
 
 from bson import ObjectId
-from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-ACTIVE = ("pending", "processing")
+from services.common.ids import random_id
+from services.task.records import (
+    ACTIVE,
+    PROGRESS_FIELDS,
+    NewTask,
+    Progress,
+    RejectedRow,
+    Task,
+    now,
+)
+
 SAMPLE_SIZE = 20
+# Newest first. Mongo keeps dates to the millisecond and random ids carry no order, so tasks
+# created within one millisecond are told apart by `created_ns`; tasks from before it have
+# ObjectIds, which count up.
+NEWEST_FIRST = [("created_at", DESCENDING), ("created_ns", DESCENDING), ("_id", DESCENDING)]
 
 
-def now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+def _key(task_id: str) -> ObjectId | str:
+    """The stored `_id` of a task id: tasks are stored under their random id (a string), tasks
+    created before ids were random under an ObjectId, whose id is its 24 hex digits. A random id
+    has 32 digits, so the two never meet."""
+    return ObjectId(task_id) if ObjectId.is_valid(task_id) else task_id
 
 
-def _oid(task_id: str) -> ObjectId | None:
-    try:
-        return ObjectId(task_id)
-    except (InvalidId, TypeError):
-        return None
+def task_from_document(doc: dict[str, Any]) -> Task:
+    """A stored task as a record. Documents written before a field existed get the field's
+    default; progress counts missing from a document are 0."""
+    counts = doc.get("progress") or {}
+    return Task(
+        id=str(doc["_id"]),
+        user_id=doc["user"],  # the field's name from before usernames were stored
+        username=doc.get("username", ""),
+        kind=doc.get("kind", ""),
+        file_id=doc.get("file_id", ""),
+        file_path=doc.get("file_path", ""),
+        original_name=doc.get("original_name", ""),
+        bytes_total=int(doc.get("bytes_total") or 0),
+        created_at=doc["created_at"],
+        updated_at=doc["updated_at"],
+        status=doc["status"],
+        progress=Progress(**{f: int(counts.get(f, 0)) for f in PROGRESS_FIELDS}),
+        rejected_sample=tuple(RejectedRow(r["line"], r["reason"], r["raw"])
+                              for r in doc.get("rejected_sample", [])),
+        error=doc.get("error", ""),
+        attempts=doc.get("attempts", 0),
+        cancel_requested=doc.get("cancel_requested", False),
+        file_deleted=doc.get("file_deleted", False),
+        started_at=doc.get("started_at"),
+        finished_at=doc.get("finished_at"),
+        lease_worker=doc.get("lease_worker"),
+        lease_expires_at=doc.get("lease_expires_at"),
+        requeued_at=doc.get("requeued_at"),
+    )
+
+
+def _task(doc: dict[str, Any] | None) -> Task | None:
+    return None if doc is None else task_from_document(doc)
+
+
+def _rows(rejected: list[RejectedRow]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in rejected]
 
 
 class TaskRepository:
@@ -42,9 +92,17 @@ class TaskRepository:
         self._rejections.create_index([("task_id", ASCENDING), ("line", ASCENDING)],
                                       unique=True, name="task_line_unique")
 
-    def create(self, fields: dict[str, Any]) -> dict[str, Any]:
+    def create(self, new: NewTask) -> Task:
+        t = now()
         doc = {
-            **fields,
+            "_id": random_id(),
+            "user": new.user_id,
+            "username": new.username,
+            "kind": new.kind,
+            "file_id": new.file_id,
+            "file_path": new.file_path,
+            "original_name": new.original_name,
+            "bytes_total": new.bytes_total,
             "status": "pending",
             "progress": {},
             "rejected_sample": [],
@@ -52,26 +110,26 @@ class TaskRepository:
             "attempts": 0,
             "cancel_requested": False,
             "file_deleted": False,
-            "created_at": now(),
-            "updated_at": now(),
+            "created_at": t,
+            "created_ns": time.time_ns(),
+            "updated_at": t,
         }
-        doc["_id"] = self._tasks.insert_one(doc).inserted_id
-        return doc
+        self._tasks.insert_one(doc)
+        return task_from_document(doc)
 
-    def get(self, task_id: str) -> dict[str, Any] | None:
-        oid = _oid(task_id)
-        return None if oid is None else self._tasks.find_one({"_id": oid})
+    def get(self, task_id: str) -> Task | None:
+        return _task(self._tasks.find_one({"_id": _key(task_id)}))
 
-    def list_for_user(self, user: str) -> list[dict[str, Any]]:
-        return list(self._tasks.find({"user": user}).sort([("created_at", DESCENDING),
-                                                           ("_id", DESCENDING)]))
+    def list_for_user(self, user_id: str) -> list[Task]:
+        cursor = self._tasks.find({"user": user_id}).sort(NEWEST_FIRST)
+        return [task_from_document(doc) for doc in cursor]
 
-    def claim(self, task_id: str, worker_id: str, lease_seconds: int) -> dict[str, Any] | None:
+    def claim(self, task_id: str, worker_id: str, lease_seconds: int) -> Task | None:
         """Takes the lease when the task is active and nobody else holds a live one."""
         t = now()
-        return self._tasks.find_one_and_update(
+        return _task(self._tasks.find_one_and_update(
             {
-                "_id": _oid(task_id),
+                "_id": _key(task_id),
                 "status": {"$in": list(ACTIVE)},
                 "$or": [
                     {"lease_worker": {"$in": [None, worker_id]}},
@@ -89,114 +147,117 @@ class TaskRepository:
                 "$min": {"started_at": t},
             },
             return_document=ReturnDocument.AFTER,
-        )
+        ))
 
     def report(
         self,
         task_id: str,
         worker_id: str,
-        progress: dict[str, int],
-        rejected: list[dict[str, Any]],
+        progress: Progress,
+        rejected: list[RejectedRow],
         lease_seconds: int,
-    ) -> dict[str, Any] | None:
+    ) -> Task | None:
         """Records progress while `worker_id` holds the lease, and renews it. None: lease lost."""
         self._add_rejections(task_id, rejected)
         t = now()
         update: dict[str, Any] = {
             "$set": {
-                "progress": progress,
+                "progress": asdict(progress),
                 "updated_at": t,
                 "lease_expires_at": t + timedelta(seconds=lease_seconds),
             }
         }
         if rejected:
-            update["$push"] = {"rejected_sample": {"$each": rejected, "$slice": SAMPLE_SIZE}}
-        return self._tasks.find_one_and_update(
-            {"_id": _oid(task_id), "status": "processing", "lease_worker": worker_id},
+            update["$push"] = {"rejected_sample": {"$each": _rows(rejected),
+                                                   "$slice": SAMPLE_SIZE}}
+        return _task(self._tasks.find_one_and_update(
+            {"_id": _key(task_id), "status": "processing", "lease_worker": worker_id},
             update,
             return_document=ReturnDocument.AFTER,
-        )
+        ))
 
     def finish(
         self,
         task_id: str,
         worker_id: str,
         status: str,
-        progress: dict[str, int] | None,
-        rejected: list[dict[str, Any]],
+        progress: Progress | None,
+        rejected: list[RejectedRow],
         error: str,
-    ) -> dict[str, Any] | None:
+    ) -> Task | None:
         self._add_rejections(task_id, rejected)
         t = now()
         ended = {"status": status, "error": error, "updated_at": t, "finished_at": t}
         update: dict[str, Any] = {
-            "$set": ended if progress is None else {**ended, "progress": progress},
+            "$set": ended if progress is None else {**ended, "progress": asdict(progress)},
             "$unset": {"lease_worker": "", "lease_expires_at": ""},
         }
         if rejected:
-            update["$push"] = {"rejected_sample": {"$each": rejected, "$slice": SAMPLE_SIZE}}
-        return self._tasks.find_one_and_update(
-            {"_id": _oid(task_id), "status": "processing", "lease_worker": worker_id},
+            update["$push"] = {"rejected_sample": {"$each": _rows(rejected),
+                                                   "$slice": SAMPLE_SIZE}}
+        return _task(self._tasks.find_one_and_update(
+            {"_id": _key(task_id), "status": "processing", "lease_worker": worker_id},
             update,
             return_document=ReturnDocument.AFTER,
-        )
+        ))
 
-    def request_cancel(self, task_id: str) -> dict[str, Any] | None:
+    def request_cancel(self, task_id: str) -> Task | None:
         """A pending task is cancelled at once; a processing one is asked to stop."""
         t = now()
         cancelled = self._tasks.find_one_and_update(
-            {"_id": _oid(task_id), "status": "pending"},
+            {"_id": _key(task_id), "status": "pending"},
             {"$set": {"status": "cancelled", "cancel_requested": True, "updated_at": t,
                       "finished_at": t}},
             return_document=ReturnDocument.AFTER,
         )
-        return cancelled or self._tasks.find_one_and_update(
-            {"_id": _oid(task_id), "status": "processing"},
+        return _task(cancelled or self._tasks.find_one_and_update(
+            {"_id": _key(task_id), "status": "processing"},
             {"$set": {"cancel_requested": True, "updated_at": t}},
             return_document=ReturnDocument.AFTER,
-        )
+        ))
 
-    def fail(self, task_id: str, error: str) -> dict[str, Any] | None:
+    def fail(self, task_id: str, error: str) -> Task | None:
         """Ends an active task as failed, whoever holds it (used when no worker can finish it)."""
         t = now()
-        return self._tasks.find_one_and_update(
-            {"_id": _oid(task_id), "status": {"$in": list(ACTIVE)}},
+        return _task(self._tasks.find_one_and_update(
+            {"_id": _key(task_id), "status": {"$in": list(ACTIVE)}},
             {"$set": {"status": "failed", "error": error, "updated_at": t, "finished_at": t},
              "$unset": {"lease_worker": "", "lease_expires_at": ""}},
             return_document=ReturnDocument.AFTER,
-        )
+        ))
 
-    def stalled(self, grace_before: datetime) -> list[dict[str, Any]]:
+    def stalled(self, grace: timedelta) -> list[Task]:
         """Processing tasks whose lease expired, and pending tasks nobody claimed in time, that
         were not re-enqueued within the grace period."""
         t = now()
-        return list(self._tasks.find({"$and": [
+        grace_before = t - grace
+        return [task_from_document(doc) for doc in self._tasks.find({"$and": [
             {"$or": [{"status": "processing", "lease_expires_at": {"$lt": t}},
                      {"status": "pending", "updated_at": {"$lt": grace_before}}]},
             {"$or": [{"requeued_at": None}, {"requeued_at": {"$lt": grace_before}}]},
-        ]}))
+        ]})]
 
-    def files_to_delete(self, finished_before: datetime, limit: int = 100) -> list[dict[str, Any]]:
+    def files_to_delete(self, retention: timedelta, limit: int = 100) -> list[Task]:
         """Ended tasks whose file has outlived the retention period."""
-        return list(self._tasks.find(
-            {"file_deleted": False, "finished_at": {"$lt": finished_before}},
-            {"file_id": 1}).limit(limit))
+        return [task_from_document(doc) for doc in self._tasks.find(
+            {"file_deleted": False, "finished_at": {"$lt": now() - retention}}).limit(limit)]
 
     def mark_file_deleted(self, task_id: str) -> None:
-        self._tasks.update_one({"_id": _oid(task_id)},
+        self._tasks.update_one({"_id": _key(task_id)},
                                {"$set": {"file_deleted": True, "updated_at": now()}})
 
     def mark_requeued(self, task_id: str) -> None:
-        self._tasks.update_one({"_id": _oid(task_id)}, {"$set": {"requeued_at": now()}})
+        self._tasks.update_one({"_id": _key(task_id)}, {"$set": {"requeued_at": now()}})
 
-    def rejections(self, task_id: str) -> Iterator[dict[str, Any]]:
-        return self._rejections.find({"task_id": task_id}, {"_id": 0}).sort("line", ASCENDING)
+    def rejections(self, task_id: str) -> Iterator[RejectedRow]:
+        for doc in self._rejections.find({"task_id": task_id}, {"_id": 0}).sort("line", ASCENDING):
+            yield RejectedRow(doc["line"], doc["reason"], doc["raw"])
 
-    def _add_rejections(self, task_id: str, rejected: list[dict[str, Any]]) -> None:
+    def _add_rejections(self, task_id: str, rejected: list[RejectedRow]) -> None:
         if not rejected:
             return
         try:
-            self._rejections.insert_many([{**r, "task_id": task_id} for r in rejected],
+            self._rejections.insert_many([{**r, "task_id": task_id} for r in _rows(rejected)],
                                          ordered=False)
         except BulkWriteError as exc:
             # Rows already recorded by an earlier attempt of the same batch are fine.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict
 from datetime import UTC
 from typing import Any
 
@@ -13,36 +14,37 @@ from google.api import httpbody_pb2
 from google.protobuf import json_format
 
 from marquee.task.v1 import task_pb2, task_pb2_grpc
-from services.common.access import Access, current_caller
+from services.common.access import current_caller
 from services.common.rest import json_body
-from services.task.service import PROGRESS_FIELDS, TaskService, view
+from services.task.records import PROGRESS_FIELDS, NewTask, Progress, RejectedRow, Task
+from services.task.service import TaskService, pace
+from services.task.stream_slots import StreamSlots
 
-_S = "/marquee.task.v1.TaskService/"
-POLICY = {_S + m: Access.INTERNAL for m in ("CreateTask", "ClaimTask", "ReportProgress",
-                                            "FinishTask")}
 _TIMES = ("created_at", "started_at", "updated_at", "finished_at")
-_SCALARS = ("status", "user", "kind", "file_id", "file_path", "original_name", "bytes_total",
-            "percent", "rows_per_second", "eta_seconds", "error", "attempts", "cancel_requested",
-            "file_deleted",
-            *PROGRESS_FIELDS)
 
 
-def to_proto(task: dict[str, Any]) -> task_pb2.Task:
-    v = view(task)
-    message = task_pb2.Task(task_id=v["task_id"], **{f: v[f] for f in _SCALARS if f in v})
-    message.rejected_sample.extend(task_pb2.RejectedRow(**r) for r in v["rejected_sample"])
+def to_proto(task: Task) -> task_pb2.Task:
+    message = task_pb2.Task(
+        task_id=task.id, status=task.status, user=task.username, user_id=task.user_id,
+        kind=task.kind, file_id=task.file_id, file_path=task.file_path,
+        original_name=task.original_name, bytes_total=task.bytes_total,
+        **asdict(task.progress), **asdict(pace(task)),
+        rejected_sample=[task_pb2.RejectedRow(**asdict(r)) for r in task.rejected_sample],
+        error=task.error, attempts=task.attempts, cancel_requested=task.cancel_requested,
+        file_deleted=task.file_deleted,
+    )
     for field in _TIMES:
-        if v.get(field):
-            getattr(message, field).FromDatetime(v[field].replace(tzinfo=UTC))
+        if when := getattr(task, field):
+            getattr(message, field).FromDatetime(when.replace(tzinfo=UTC))
     return message
 
 
-def _progress(message: task_pb2.Progress) -> dict[str, int]:
-    return {f: getattr(message, f) for f in PROGRESS_FIELDS}
+def _progress(message: task_pb2.Progress) -> Progress:
+    return Progress(**{f: getattr(message, f) for f in PROGRESS_FIELDS})
 
 
-def _rows(rows: Iterable[task_pb2.RejectedRow]) -> list[dict[str, Any]]:
-    return [{"line": r.line, "reason": r.reason, "raw": r.raw} for r in rows]
+def _rows(rows: Iterable[task_pb2.RejectedRow]) -> list[RejectedRow]:
+    return [RejectedRow(line=r.line, reason=r.reason, raw=r.raw) for r in rows]
 
 
 def _rest_json(message: task_pb2.Task) -> dict[str, Any]:
@@ -51,8 +53,16 @@ def _rest_json(message: task_pb2.Task) -> dict[str, Any]:
 
 
 class TaskServicer(task_pb2_grpc.TaskServiceServicer):
-    def __init__(self, service: TaskService) -> None:
+    def __init__(self, service: TaskService, streams: StreamSlots) -> None:
         self._service = service
+        self._streams = streams
+
+    def _hold_stream_slot(self, context: grpc.ServicerContext) -> None:
+        """Takes one of the caller's stream slots until the call ends, however it ends (grpc runs
+        the callback when the call completes, fails or is cancelled)."""
+        give_back = self._streams.take(current_caller().user_id)
+        if not context.add_callback(give_back):  # the call already ended
+            give_back()
 
     def GetTask(self, request: task_pb2.GetTaskRequest, context: grpc.ServicerContext
                 ) -> task_pb2.Task:
@@ -70,8 +80,9 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
 
     def WatchTask(self, request: task_pb2.WatchTaskRequest, context: grpc.ServicerContext
                   ) -> Iterator[task_pb2.Task]:
-        caller = current_caller()
-        for task in self._service.watch(request.task_id, caller.user_id, context.is_active):
+        self._hold_stream_slot(context)
+        for task in self._service.watch(request.task_id, current_caller().user_id,
+                                        context.is_active):
             yield to_proto(task)
 
     def CancelTask(self, request: task_pb2.CancelTaskRequest, context: grpc.ServicerContext
@@ -80,13 +91,14 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
 
     def ExportTaskErrors(self, request: task_pb2.ExportTaskErrorsRequest,
                          context: grpc.ServicerContext) -> Iterator[httpbody_pb2.HttpBody]:
+        self._hold_stream_slot(context)
         rows = self._service.rejections(request.task_id, current_caller().user_id)
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
+        writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
         writer.writerow(["line", "reason", "raw"])
         first = True
         for i, row in enumerate(rows, 1):
-            writer.writerow([row["line"], row["reason"], row["raw"]])
+            writer.writerow([row.line, spreadsheet_safe(row.reason), spreadsheet_safe(row.raw)])
             if i % 500 == 0:
                 yield _csv_chunk(buffer, first)
                 first = False
@@ -94,19 +106,18 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
 
     def CreateTask(self, request: task_pb2.CreateTaskRequest, context: grpc.ServicerContext
                    ) -> task_pb2.Task:
-        return to_proto(self._service.create(
-            user=request.user, kind=request.kind, file_id=request.file_id,
-            file_path=request.file_path, original_name=request.original_name,
-            bytes_total=request.bytes_total,
-        ))
+        return to_proto(self._service.create(NewTask(
+            user_id=request.user, username=request.username, kind=request.kind,
+            file_id=request.file_id, file_path=request.file_path,
+            original_name=request.original_name, bytes_total=request.bytes_total,
+        )))
 
     def ClaimTask(self, request: task_pb2.ClaimTaskRequest, context: grpc.ServicerContext
                   ) -> task_pb2.ClaimTaskResponse:
         task = self._service.claim(request.task_id, request.worker_id)
         return task_pb2.ClaimTaskResponse(
             task=to_proto(task),
-            checkpoint=task_pb2.Progress(**{f: int(task["progress"].get(f, 0))
-                                            for f in PROGRESS_FIELDS}),
+            checkpoint=task_pb2.Progress(**asdict(task.progress)),
             lease_seconds=self._service.lease_seconds,
         )
 
@@ -114,7 +125,7 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
                        context: grpc.ServicerContext) -> task_pb2.ReportProgressResponse:
         task = self._service.report(request.task_id, request.worker_id,
                                     _progress(request.progress), _rows(request.rejected))
-        return task_pb2.ReportProgressResponse(cancel_requested=task["cancel_requested"])
+        return task_pb2.ReportProgressResponse(cancel_requested=task.cancel_requested)
 
     def FinishTask(self, request: task_pb2.FinishTaskRequest, context: grpc.ServicerContext
                    ) -> task_pb2.Task:
@@ -123,6 +134,18 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
             request.task_id, request.worker_id, request.status, progress,
             _rows(request.rejected), request.error,
         ))
+
+
+# A spreadsheet reads a cell that starts with one of these as a formula (=HYPERLINK(...) sends
+# data away, =cmd|... ran commands through DDE); tab and carriage return too (OWASP, CSV
+# Injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """The cell as text a spreadsheet shows as it is: OWASP's advice, a leading `'` on a cell
+    that would start a formula (the exporter also quotes every cell)."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
 
 
 def _csv_chunk(buffer: io.StringIO, first: bool) -> httpbody_pb2.HttpBody:

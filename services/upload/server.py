@@ -2,32 +2,33 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
+from typing import TypeVar
 
 import grpc
 from google.api import httpbody_pb2
+from google.protobuf.message import Message
 
 from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
-from services.common.access import Access, current_caller
-from services.common.errors import InvalidArgument, TooLarge
+from services.common.access import current_caller
+from services.common.errors import DomainError, InvalidArgument, TooLarge
 from services.common.rest import set_http_status
 from services.upload.multipart_stream import FilePart
 from services.upload.read_ahead import ReadAhead
+from services.upload.records import UploadedFile
 from services.upload.service import UPLOADED, StoredUpload, UploadService
 
-_S = "/marquee.upload.v1.UploadService/"
-POLICY = {_S + m: Access.INTERNAL for m in ("GetFile", "ReadFile", "DeleteFile")}
 
-
-def _file(record: dict[str, Any]) -> upload_pb2.File:
+def _file(file: UploadedFile) -> upload_pb2.File:
     message = upload_pb2.File(
-        file_id=record["_id"], owner=record["owner"], original_name=record["original_name"],
-        file_path=record["file_path"], size_bytes=record["size_bytes"], sha256=record["sha256"],
-        deleted=record["deleted"],
+        file_id=file.id, owner=file.owner, original_name=file.original_name,
+        file_path=file.file_path, size_bytes=file.size_bytes, sha256=file.sha256,
+        deleted=file.deleted,
     )
-    message.created_at.FromDatetime(record["created_at"].replace(tzinfo=UTC))
+    message.created_at.FromDatetime(file.created_at.replace(tzinfo=UTC))
     return message
 
 
@@ -39,23 +40,58 @@ def _accepted(context: grpc.ServicerContext, stored: StoredUpload) -> upload_pb2
     )
 
 
+M = TypeVar("M", bound=Message)
+
+
+class UploadTooSlow(DomainError):
+    """The gateway turns it into HTTP 408 for uploads."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+@dataclass(frozen=True)
+class MinRate:
+    """A client that trickles its upload would hold a server thread and a half-written file for
+    as long as it likes: once `grace_seconds` have passed, what it sent must average at least
+    `bytes_per_second` (0 turns the check off). A client that sends nothing at all is cut off by
+    the gateway's stream idle timeout instead; both are bounded by UPLOAD_MAX_SECONDS there."""
+
+    bytes_per_second: int
+    grace_seconds: float
+
+    def enforce(self, messages: Iterator[M]) -> Iterator[M]:
+        started, received = time.monotonic(), 0
+        for message in messages:
+            received += message.ByteSize()
+            elapsed = time.monotonic() - started
+            if elapsed > self.grace_seconds and received < self.bytes_per_second * elapsed:
+                raise UploadTooSlow(
+                    f"upload too slow: {received} bytes in {elapsed:.0f} s; uploads must average "
+                    f"at least {self.bytes_per_second} bytes per second")
+            yield message
+
+
 class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
-    def __init__(self, service: UploadService) -> None:
+    def __init__(self, service: UploadService, min_rate: MinRate) -> None:
         self._service = service
+        self._min_rate = min_rate
 
     def UploadFile(self, request_iterator: Iterator[upload_pb2.UploadFileRequest],
                    context: grpc.ServicerContext) -> upload_pb2.UploadFileResponse:
         caller = current_caller()
+        request_iterator = self._min_rate.enforce(request_iterator)
         first = next(request_iterator, None)
         if first is None or not first.HasField("metadata"):
             raise InvalidArgument("the first message must carry the file metadata")
         with ReadAhead(m.chunk for m in request_iterator if m.HasField("chunk")) as chunks:
-            stored = self._service.upload(caller.user_id, first.metadata.filename, chunks)
+            stored = self._service.upload(caller.user_id, first.metadata.filename, chunks,
+                                          username=caller.username)
         return _accepted(context, stored)
 
     def UploadMultipart(self, request_iterator: Iterator[httpbody_pb2.HttpBody],
                         context: grpc.ServicerContext) -> upload_pb2.UploadFileResponse:
         caller = current_caller()
+        request_iterator = self._min_rate.enforce(request_iterator)
         first = next(request_iterator, None)
         if first is None:
             raise InvalidArgument("empty request: send multipart/form-data with the field 'file'")
@@ -67,9 +103,13 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
         with ReadAhead(m.data for m in request_iterator) as rest:
             part = FilePart(first.content_type, body(rest))
             try:
-                stored = self._service.upload(caller.user_id, part.filename, part)
+                stored = self._service.upload(caller.user_id, part.filename, part,
+                                              username=caller.username)
             except TooLarge:
                 set_http_status(context, 413)
+                raise
+            except UploadTooSlow:
+                set_http_status(context, 408)
                 raise
         return _accepted(context, stored)
 

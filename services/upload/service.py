@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Protocol
 
 from services.common.errors import InvalidArgument, NotFound, TooLarge, Unavailable
+from services.common.ids import random_id
 from services.upload.hashing import BackgroundSha256
-from services.upload.repository import FileRepository
+from services.upload.records import UploadedFile
 from services.upload.storage import Storage
 
 log = logging.getLogger(__name__)
 
 UPLOADED = "File uploaded successfully. Please wait while it processes."
-INGEST_CSV = "ingest_csv"
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,18 @@ class StoredUpload:
     sha256: str
 
 
-CreateTask = Callable[[dict[str, Any]], str]
+# Asks the task service to ingest a stored file; returns the task id. It gets the file's record
+# as a dict (the fields of UploadedFile) and `username`, the owner's name.
+# Asks the task service for the file's ingestion task (the owner's username shown on it).
+CreateTask = Callable[[UploadedFile, str], str]
+
+
+class Files(Protocol):
+    """The file records: FileRepository, or an in-memory fake in the unit tests."""
+
+    def add(self, file: UploadedFile) -> None: ...
+    def get(self, file_id: str) -> UploadedFile | None: ...
+    def mark_deleted(self, file_id: str) -> UploadedFile | None: ...
 
 
 def display_name(client_name: str) -> str:
@@ -39,15 +50,18 @@ def display_name(client_name: str) -> str:
 
 
 class UploadService:
-    def __init__(self, files: FileRepository, storage: Storage, create_task: CreateTask,
+    def __init__(self, files: Files, storage: Storage, create_task: CreateTask,
                  max_bytes: int) -> None:
         self._files = files
         self._storage = storage
         self._create_task = create_task
         self.max_bytes = max_bytes
 
-    def upload(self, owner: str, filename: str, chunks: Iterable[bytes]) -> StoredUpload:
-        file_id = uuid.uuid4().hex
+    def upload(self, owner: str, filename: str, chunks: Iterable[bytes], *,
+               username: str = "") -> StoredUpload:
+        """Stores the bytes for the user `owner` (an id; `username` is the name shown on the
+        task, empty when the token carries none), records the file and starts its task."""
+        file_id = random_id()
         file_path = f"{file_id}.csv"
         size = 0
         writer = self._storage.writer(file_path)
@@ -67,14 +81,13 @@ class UploadService:
             writer.abort()
             log.info("upload aborted", extra={"file_id": file_id, "bytes": size})
             raise
-        name = display_name(filename)
-        record: dict[str, Any] = {
-            "_id": file_id, "owner": owner, "original_name": name, "file_path": file_path,
-            "size_bytes": size, "sha256": sha256,
-        }
-        self._files.add(record)
+        file = UploadedFile(
+            id=file_id, owner=owner, original_name=display_name(filename), file_path=file_path,
+            size_bytes=size, sha256=sha256, created_at=datetime.now(UTC).replace(tzinfo=None),
+        )
+        self._files.add(file)
         try:
-            task_id = self._create_task(record)
+            task_id = self._create_task(file, username)
         except Exception as exc:
             self.delete(file_id)
             log.exception("task creation failed", extra={"file_id": file_id})
@@ -82,23 +95,23 @@ class UploadService:
                               "was discarded: try again") from exc
         log.info("file stored", extra={"file_id": file_id, "task_id": task_id, "owner": owner,
                                        "bytes": size})
-        return StoredUpload(task_id, file_id, size, record["sha256"])
+        return StoredUpload(task_id, file_id, size, sha256)
 
-    def get(self, file_id: str) -> dict[str, Any]:
-        record = self._files.get(file_id)
-        if record is None:
+    def get(self, file_id: str) -> UploadedFile:
+        file = self._files.get(file_id)
+        if file is None:
             raise NotFound(f"no file with id {file_id!r}")
-        return record
+        return file
 
     def read(self, file_id: str, offset: int) -> Iterator[bytes]:
-        record = self.get(file_id)
-        if record["deleted"]:
+        file = self.get(file_id)
+        if file.deleted:
             raise NotFound(f"file {file_id} was deleted")
-        if not 0 <= offset <= record["size_bytes"]:
-            raise InvalidArgument(f"offset must be between 0 and {record['size_bytes']}")
-        return self._storage.read(record["file_path"], offset)
+        if not 0 <= offset <= file.size_bytes:
+            raise InvalidArgument(f"offset must be between 0 and {file.size_bytes}")
+        return self._storage.read(file.file_path, offset)
 
-    def delete(self, file_id: str) -> dict[str, Any]:
-        record = self.get(file_id)
-        self._storage.delete(record["file_path"])
-        return self._files.mark_deleted(file_id) or record
+    def delete(self, file_id: str) -> UploadedFile:
+        file = self.get(file_id)
+        self._storage.delete(file.file_path)
+        return self._files.mark_deleted(file_id) or file

@@ -52,7 +52,7 @@ class LocalStorage:
 
     def __init__(self, root: Path) -> None:
         self._root = root
-        root.mkdir(parents=True, exist_ok=True)
+        _make_private_dir(root)
 
     def writer(self, name: str) -> Writer:
         return LocalWriter(self._root / name)
@@ -143,6 +143,15 @@ class LocalWriter:
             self._buffer.close()
 
 
+def _make_private_dir(path: Path) -> None:
+    """Uploads are their owners' data: the directory is this user's only (0700), and so is each
+    file in it (FILE_MODE)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(PermissionError):  # a directory someone else owns is theirs to set
+        path.chmod(0o700)
+
+
+FILE_MODE = 0o600
 _O_DIRECT = getattr(os, "O_DIRECT", 0)  # Linux only
 
 
@@ -150,11 +159,11 @@ def _open_for_direct_write(path: Path) -> int:
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     if _O_DIRECT:
         try:
-            return os.open(path, flags | _O_DIRECT, 0o644)
+            return os.open(path, flags | _O_DIRECT, FILE_MODE)
         except OSError as exc:  # some file systems refuse O_DIRECT (tmpfs before Linux 6.6)
             if exc.errno != errno.EINVAL:
                 raise
-    return os.open(path, flags, 0o644)
+    return os.open(path, flags, FILE_MODE)
 
 
 def _drop_direct_io(fd: int) -> bool:

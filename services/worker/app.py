@@ -17,10 +17,12 @@ from marquee.upload.v1 import upload_pb2_grpc
 from services.common import jobs, logs
 from services.common.clients import internal_channel
 from services.common.settings import Settings
+from services.worker.csv_source import CsvLimits
 from services.worker.ingest import Clients, ingest_csv
 
 settings = Settings.from_env()
 app = jobs.celery_app(settings)
+csv_limits = CsvLimits.from_settings(settings)
 
 
 @setup_logging.connect
@@ -34,19 +36,18 @@ def _clients(pid: int) -> Clients:
     a fork)."""
     del pid
     return Clients(
-        tasks=task_pb2_grpc.TaskServiceStub(internal_channel(settings.task_addr, settings)),
-        uploads=upload_pb2_grpc.UploadServiceStub(internal_channel(settings.upload_addr,
-                                                                   settings)),
-        catalog=catalog_pb2_grpc.CatalogServiceStub(internal_channel(settings.catalog_addr,
-                                                                     settings)),
+        tasks=task_pb2_grpc.TaskServiceStub(internal_channel(settings, "task")),
+        uploads=upload_pb2_grpc.UploadServiceStub(internal_channel(settings, "upload")),
+        catalog=catalog_pb2_grpc.CatalogServiceStub(internal_channel(settings, "catalog")),
     )
 
 
-@app.task(name=jobs.INGEST_CSV)
+@app.task(name=jobs.job_name(jobs.INGEST_CSV))
 def ingest_csv_job(task_id: str) -> str:
     # Unique per run: a redelivered copy of this message must not pass for the running one.
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    return ingest_csv(_clients(os.getpid()), task_id, worker_id, settings.ingest_batch_size)
+    return ingest_csv(_clients(os.getpid()), task_id, worker_id, settings.ingest_batch_size,
+                      csv_limits)
 
 
 @worker_ready.connect

@@ -1,24 +1,67 @@
-"""Bytes of an uploaded file to CSV records, incrementally: encoding, delimiter, line numbers."""
+"""Bytes of an uploaded file to CSV records, incrementally: encoding, delimiter, line numbers.
+
+A hostile file costs no more than a fair one: every record is bounded (CsvLimits) while it is
+read, before the csv module or anything after it works on it, and a record over its bound is
+skipped in pieces, never held whole.
+"""
 
 from __future__ import annotations
 
 import codecs
 import csv
 import io
+import re
+import sys
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 import charset_normalizer
 
 from services.worker.movie_rows import FileRejected
 
+if TYPE_CHECKING:
+    from services.common.settings import Settings
+
 SAMPLE_BYTES = 256 * 1024
-MAX_FIELD = 1 << 20
+HEAD_CHARS = 2000  # what a record skipped for its length keeps, to show which row it was
+DELIMITERS = ",;\t|"  # the sniffer's candidates; a comma wins ties
+_SKIP_CHARS = 1 << 16  # the piece size in which an over-long record is read past
+_QUOTED = re.compile(r'"[^"]*"')
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
          (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
          (codecs.BOM_UTF16_BE, "utf-16"))
 _CONTROL = set(range(0x20)) - {0x09, 0x0A, 0x0D}
 
-csv.field_size_limit(MAX_FIELD)
+# A field cannot outgrow its record, which CsvLines bounds; the csv module's own field limit
+# (128 KiB) would only refuse long fields of records within their bound.
+csv.field_size_limit(sys.maxsize)
+
+
+@dataclass(frozen=True)
+class CsvLimits:
+    """Bounds on a file's shape (the CSV_MAX_* settings). A record's length is counted in
+    characters of decoded text, line breaks inside quotes included."""
+
+    max_row_chars: int
+    max_header_chars: int
+    max_columns: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CsvLimits:
+        return cls(max_row_chars=settings.csv_max_row_chars,
+                   max_header_chars=settings.csv_max_header_chars,
+                   max_columns=settings.csv_max_columns)
+
+
+class Record(NamedTuple):
+    """A non-blank record: the line it starts on and its fields. A record over its bound has no
+    fields: `rejected` says why, and `head` holds its first characters."""
+
+    line: int
+    fields: list[str]
+    rejected: str = ""
+    head: str = ""
 
 
 class ByteStream(io.RawIOBase):
@@ -117,34 +160,156 @@ def choose_encoding(sample: bytes, whole_file_is_utf8: Callable[[], bool]) -> st
     return best.encoding
 
 
-def _delimiter(first_line: str) -> str:
-    try:
-        return csv.Sniffer().sniff(first_line, delimiters=",;\t|").delimiter
-    except csv.Error:
-        return ","
+def sniff_delimiter(header_line: str) -> str:
+    """The header's delimiter: the candidate it holds most often outside quotes, else a comma.
+    One pass per candidate, where csv.Sniffer's regexes take quadratic time on a long line."""
+    unquoted = _QUOTED.sub("", header_line)
+    return max(DELIMITERS, key=unquoted.count)
 
 
-def records(stream: ByteStream, whole_file_is_utf8: Callable[[], bool]
-            ) -> Iterator[tuple[int, list[str]]]:
-    """(line where the record starts, fields) for each non-blank record, header first."""
+def _first_line(sample: bytes, encoding: str) -> str:
+    """The first non-blank line of the sample: the header, or as much of it as the sample holds."""
+    text = sample.decode(encoding, errors="ignore").lstrip("\ufeff")
+    return next((line for line in text.splitlines() if line.strip()), "")
+
+
+class _RecordTooLong(Exception):
+    """Raised by CsvLines, through csv.reader, when a record outgrows its bound."""
+
+
+class CsvLines:
+    """The physical lines of the text, each with its line break, as csv.reader asks for them.
+
+    A record (the lines since `start_record`) may hold at most `limit` characters: each line is
+    read with the room the record has left, so an over-long one is cut there and raises
+    _RecordTooLong before csv.reader sees it. A class, not a generator, so it can go on after
+    raising; csv.reader starts afresh at its next record.
+    """
+
+    def __init__(self, text: io.TextIOBase, limit: int) -> None:
+        self._text = text
+        self.limit = limit
+        self.lines_read = 0
+        self._last_char = ""  # of the piece at which a record outgrew its bound
+        self._after_cr = False  # a line read past ended with \r, perhaps cut from its \n
+        self.start_record()
+
+    def start_record(self) -> None:
+        self.record_line = self.lines_read + 1
+        self.head = ""
+        self._chars = 0
+        self._quotes = 0
+
+    def __iter__(self) -> CsvLines:
+        return self
+
+    def __next__(self) -> str:
+        room = self.limit - self._chars
+        line = self._text.readline(room + 1)
+        if self._after_cr:
+            self._after_cr = False
+            if line == "\n":
+                # The \n of a \r\n that a size cut in two: it ends no line of its own. (Only a
+                # cut parts them: the decoder holds a final \r back until it sees what follows.)
+                line = self._text.readline(room + 1)
+        if not line:
+            raise StopIteration
+        if not self._chars:
+            self.head = line[:HEAD_CHARS]
+        self._chars += len(line)
+        self._quotes += line.count('"')
+        if self._chars > self.limit:
+            self._last_char = line[-1]
+            raise _RecordTooLong()
+        self.lines_read += 1
+        return line
+
+    def skip_rest_of_line(self) -> bool:
+        """Reads past the rest of the line on which the record outgrew its bound, a piece at a
+        time; whether the record's quotes are balanced at its end, so that the next line starts
+        a new record."""
+        last = self._last_char
+        while last not in ("\n", "\r"):
+            piece = self._text.readline(_SKIP_CHARS)
+            if not piece:
+                break
+            self._quotes += piece.count('"')
+            last = piece[-1]
+        self._after_cr = last == "\r"
+        self.lines_read += 1
+        return self._quotes % 2 == 0
+
+
+def records(stream: ByteStream, whole_file_is_utf8: Callable[[], bool], limits: CsvLimits
+            ) -> Iterator[Record]:
+    """Each non-blank record, the header first. A header over a bound rejects the file; a later
+    record over its bound comes rejected, unread, and reading goes on at the next line."""
     sample = stream.peek_sample()
     encoding = choose_encoding(sample, whole_file_is_utf8)
-    head = sample.decode(encoding, errors="ignore").lstrip("\ufeff")
-    delimiter = _delimiter(next((line for line in head.splitlines() if line.strip()), ""))
+    delimiter = sniff_delimiter(_first_line(sample, encoding))
     text = io.TextIOWrapper(io.BufferedReader(stream, 1 << 16), encoding=encoding,
                             errors="strict", newline="")
-    reader = csv.reader(text, delimiter=delimiter)
-    previous = 0
+    lines = CsvLines(text, limits.max_header_chars)
+    reader = csv.reader(lines, delimiter=delimiter)
     try:
-        for fields in reader:
-            start, previous = previous + 1, reader.line_num
-            if any(f.strip() for f in fields):
-                yield start, fields
+        header = _header(lines, reader, limits)
+        if header is None:
+            return
+        yield header
+        lines.limit = limits.max_row_chars
+        yield from _rows(lines, reader)
     except csv.Error as exc:
-        raise FileRejected(f"line {previous + 1}: {exc} (an unclosed quote swallows every "
-                           f"line after it)") from None
+        raise FileRejected(f"line {lines.record_line}: {exc}") from None
     except UnicodeDecodeError as exc:
         raise FileRejected(f"the text is not valid {encoding} near byte {stream.consumed}: "
                            f"{exc.reason}; save the file as UTF-8 and upload it again") from None
-    if previous == 0:
-        raise FileRejected("the file has no rows: upload a CSV with a header row")
+
+
+def _header(lines: CsvLines, reader: Iterator[list[str]], limits: CsvLimits) -> Record | None:
+    """The first non-blank record, within the header's bounds; None for a file of blank lines."""
+    try:
+        for fields in reader:
+            if any(map(str.strip, fields)):
+                break
+            lines.start_record()
+        else:
+            if lines.lines_read == 0:
+                raise FileRejected("the file has no rows: upload a CSV with a header row")
+            return None
+    except _RecordTooLong:
+        raise FileRejected(
+            f"the header (line {lines.record_line}) is longer than {limits.max_header_chars:,} "
+            f"characters, the limit (CSV_MAX_HEADER_CHARS): the first row must be the column "
+            f"names, such as id,title,release_date") from None
+    if len(fields) > limits.max_columns:
+        raise FileRejected(
+            f"the header has {len(fields):,} columns, more than the limit of "
+            f"{limits.max_columns:,} (CSV_MAX_COLUMNS): remove the columns you do not need")
+    return Record(lines.record_line, fields)
+
+
+def _rows(lines: CsvLines, reader: Iterator[list[str]]) -> Iterator[Record]:
+    """Every non-blank record after the header; one over its bound comes rejected, unread."""
+    while True:
+        lines.start_record()
+        try:
+            for fields in reader:
+                if any(map(str.strip, fields)):
+                    yield Record(lines.record_line, fields)
+                lines.start_record()
+            return
+        except _RecordTooLong:
+            yield _skipped(lines)
+
+
+def _skipped(lines: CsvLines) -> Record:
+    """The record that outgrew its bound, read past to the end of its line and rejected."""
+    line, head = lines.record_line, lines.head
+    if not lines.skip_rest_of_line():
+        raise FileRejected(
+            f"line {line}: a row longer than {lines.limit:,} characters (CSV_MAX_ROW_CHARS) "
+            f"ends inside a quoted field, so where the next row starts cannot be told: most "
+            f"likely an unclosed quote, which swallows every line after it; close the quote")
+    return Record(line, [], head=head, rejected=(
+        f"the row is longer than {lines.limit:,} characters, the limit (CSV_MAX_ROW_CHARS), so "
+        f"it was skipped unread: split it into rows or shorten its fields"))

@@ -23,8 +23,11 @@ import grpc
 from marquee.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from marquee.task.v1 import task_pb2, task_pb2_grpc
 from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
-from services.worker.csv_source import ByteStream, is_utf8, records
-from services.worker.movie_rows import FileRejected, RowRejected, parse_header, parse_row
+from services.catalog.movie_message import movie_message
+from services.catalog.records import Movie
+from services.common import jobs
+from services.worker.csv_source import ByteStream, CsvLimits, Record, is_utf8, records
+from services.worker.movie_rows import FileRejected, Header, RowRejected, parse_header, parse_row
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,10 @@ TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
              grpc.StatusCode.ABORTED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 MAX_RAW = 2000
 PIPELINE_DEPTH = 2
+# A batch also ends at this many bytes of movies: rows of long fields (each within its bounds)
+# would otherwise make a batch of INGEST_BATCH_SIZE rows hundreds of MB, in the worker's memory
+# and past gRPC's message limit. Ordinary rows (about 0.5 KB) never reach it.
+MAX_BATCH_BYTES = 4 << 20
 
 
 @dataclass
@@ -41,17 +48,16 @@ class Clients:
     catalog: catalog_pb2_grpc.CatalogServiceStub
 
 
-@dataclass
-class Counts:
-    rows_read: int = 0
-    rows_imported: int = 0
-    rows_rejected: int = 0
-    bytes_processed: int = 0
+# The job keeps its counts in the task contract's Progress message, not a type of its own: the
+# contract is where the worker's side names them.
+def _snapshot(counts: task_pb2.Progress) -> task_pb2.Progress:
+    copy = task_pb2.Progress()
+    copy.CopyFrom(counts)
+    return copy
 
-    def proto(self) -> task_pb2.Progress:
-        return task_pb2.Progress(rows_read=self.rows_read, rows_imported=self.rows_imported,
-                                 rows_rejected=self.rows_rejected,
-                                 bytes_processed=self.bytes_processed)
+
+def _log_fields(counts: task_pb2.Progress) -> dict[str, int]:
+    return {f.name: getattr(counts, f.name) for f in counts.DESCRIPTOR.fields}
 
 
 @dataclass
@@ -59,29 +65,39 @@ class Batch:
     movies: dict[str, catalog_pb2.Movie] = field(default_factory=dict)
     rejected: list[task_pb2.RejectedRow] = field(default_factory=list)
     accepted: int = 0
+    size_bytes: int = 0
+
+    def full(self, rows: int) -> bool:
+        return self.accepted + len(self.rejected) >= rows or self.size_bytes >= MAX_BATCH_BYTES
 
 
 class Cancelled(Exception):
     pass
 
 
-def _raw(fields: list[str]) -> str:
+def _movie(header: Header, record: Record) -> catalog_pb2.Movie:
+    """The record as the catalog's movie; raises RowRejected."""
+    if record.rejected:
+        raise RowRejected(record.rejected)
+    return movie_message(Movie(**parse_row(header, record.fields)))
+
+
+def _raw(record: Record) -> str:
+    """A rejected row as text, at most MAX_RAW characters. A row skipped for its length shows its
+    first characters as they were; a parsed row is written as CSV from only as many fields, each
+    cut, as can show, so a row of a million fields costs what a short one does."""
+    if record.rejected:
+        return record.head[:MAX_RAW]
+    shown: list[str] = []
+    size = 0
+    for value in record.fields:
+        if size >= MAX_RAW:
+            break
+        shown.append(value[:MAX_RAW])
+        size += len(shown[-1]) + 1
     out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow(fields)
+    csv.writer(out, lineterminator="").writerow(shown)
     return out.getvalue()[:MAX_RAW]
-
-
-def _movie(row: dict[str, Any]) -> catalog_pb2.Movie:
-    release = row["release_date"]
-    movie = catalog_pb2.Movie(
-        id=row["id"], title=row["title"], genre=row["genre"],
-        original_language=row["original_language"], overview=row["overview"],
-        release_date=release.isoformat() if release else "", extra=row["extra"],
-    )
-    for name in ("popularity", "vote_average", "vote_count"):
-        if row[name] is not None:
-            setattr(movie, name, row[name])
-    return movie
 
 
 class ImportPipe:
@@ -116,15 +132,15 @@ class ImportPipe:
 
 class CsvIngestion:
     def __init__(self, clients: Clients, task_id: str, worker_id: str, batch_size: int,
-                 checkpoint: task_pb2.Progress) -> None:
+                 limits: CsvLimits, checkpoint: task_pb2.Progress) -> None:
         self._clients = clients
         self._task_id = task_id
         self._worker_id = worker_id
         self._batch_size = batch_size
+        self._limits = limits
         self._skip = checkpoint.rows_read
         # What the task service has recorded (the committed checkpoint).
-        self.committed = Counts(checkpoint.rows_read, checkpoint.rows_imported,
-                                checkpoint.rows_rejected, checkpoint.bytes_processed)
+        self.committed = _snapshot(checkpoint)
         self.unreported: list[task_pb2.RejectedRow] = []
         self.cancel_requested = False
 
@@ -137,27 +153,28 @@ class CsvIngestion:
         stream = ByteStream(chunks())
         # Whether the file is UTF-8 throughout takes a pass over it (about a second per GiB,
         # against minutes of ingestion); it is asked only when the first bytes leave it open.
-        rows = records(stream, lambda: is_utf8(chunks()))
+        rows = records(stream, lambda: is_utf8(chunks()), self._limits)
         header_row = next(rows, None)
         if header_row is None:
             raise FileRejected("the file has only blank lines: upload a CSV with a header row")
-        header = parse_header(header_row[1])
-        counts = Counts(**vars(self.committed))
+        header = parse_header(header_row.fields)
+        counts = _snapshot(self.committed)
         pipe = ImportPipe(self._clients.catalog)
         try:
             batch = Batch()
-            for position, (line, fields) in enumerate(rows, 1):
+            for position, record in enumerate(rows, 1):
                 if position <= self._skip:  # committed by an earlier attempt
                     continue
                 counts.rows_read += 1
                 try:
-                    movie = _movie(parse_row(header, fields))
+                    movie = _movie(header, record)
                     batch.movies[movie.id] = movie  # a repeated id in a batch: the last row wins
                     batch.accepted += 1
+                    batch.size_bytes += movie.ByteSize()
                 except RowRejected as exc:
-                    batch.rejected.append(task_pb2.RejectedRow(line=line, reason=str(exc),
-                                                               raw=_raw(fields)))
-                if batch.accepted + len(batch.rejected) >= self._batch_size:
+                    batch.rejected.append(task_pb2.RejectedRow(line=record.line, reason=str(exc),
+                                                               raw=_raw(record)))
+                if batch.full(self._batch_size):
                     self._commit(pipe.send(list(batch.movies.values()),
                                            self._close(batch, counts, stream)))
                     batch = Batch()
@@ -175,20 +192,21 @@ class CsvIngestion:
         if self.cancel_requested:
             raise Cancelled()
 
-    def _close(self, batch: Batch, counts: Counts, stream: ByteStream) -> tuple[Counts, list]:
+    def _close(self, batch: Batch, counts: task_pb2.Progress, stream: ByteStream
+               ) -> tuple[task_pb2.Progress, list]:
         counts.rows_imported += batch.accepted
         counts.rows_rejected += len(batch.rejected)
         counts.bytes_processed = max(counts.bytes_processed, stream.consumed)
-        return Counts(**vars(counts)), batch.rejected
+        return _snapshot(counts), batch.rejected
 
-    def _commit(self, tags: list[tuple[Counts, list]]) -> None:
+    def _commit(self, tags: list[tuple[task_pb2.Progress, list]]) -> None:
         for counts, rejected in tags:
             self.committed = counts
             self.unreported.extend(rejected)
         if not tags:
             return
         response = self._clients.tasks.ReportProgress(task_pb2.ReportProgressRequest(
-            task_id=self._task_id, worker_id=self._worker_id, progress=self.committed.proto(),
+            task_id=self._task_id, worker_id=self._worker_id, progress=self.committed,
             rejected=self.unreported,
         ), timeout=30)
         self.unreported = []
@@ -196,14 +214,14 @@ class CsvIngestion:
 
 
 def ingest_csv(clients: Clients, task_id: str, worker_id: str, batch_size: int,
-               max_attempts: int = 5) -> str:
+               limits: CsvLimits, max_attempts: int = 5) -> str:
     """Runs the job for one task; returns the status it ended with ('skipped' when another
     worker holds the task or it already ended). Transient errors (a service or the database
     restarting) are retried with backoff, each attempt resuming from the checkpoint."""
     last_error = ""
     for attempt in range(1, max_attempts + 1):
         try:
-            return _attempt(clients, task_id, worker_id, batch_size, attempt)
+            return _attempt(clients, task_id, worker_id, batch_size, limits, attempt)
         except grpc.RpcError as exc:
             if exc.code() not in TRANSIENT:
                 raise
@@ -221,7 +239,7 @@ def ingest_csv(clients: Clients, task_id: str, worker_id: str, batch_size: int,
 
 
 def _attempt(clients: Clients, task_id: str, worker_id: str, batch_size: int,
-             attempt: int) -> str:
+             limits: CsvLimits, attempt: int) -> str:
     try:
         claim = clients.tasks.ClaimTask(
             task_pb2.ClaimTaskRequest(task_id=task_id, worker_id=worker_id), timeout=30)
@@ -230,7 +248,15 @@ def _attempt(clients: Clients, task_id: str, worker_id: str, batch_size: int,
             log.info("task skipped", extra={"task_id": task_id, "reason": exc.details()})
             return "skipped"
         raise
-    job = CsvIngestion(clients, task_id, worker_id, batch_size, claim.checkpoint)
+    if claim.task.kind != jobs.INGEST_CSV:
+        # A message that reached the wrong job (a routing bug or a mixed deployment): running
+        # the CSV import on it would do the wrong work, so the task fails and says why.
+        error = f"this worker's {jobs.INGEST_CSV} job cannot run a task of kind {claim.task.kind!r}"
+        clients.tasks.FinishTask(task_pb2.FinishTaskRequest(
+            task_id=task_id, worker_id=worker_id, status="failed", error=error), timeout=30)
+        log.error("task refused", extra={"task_id": task_id, "kind": claim.task.kind})
+        return "failed"
+    job = CsvIngestion(clients, task_id, worker_id, batch_size, limits, claim.checkpoint)
     status, error = "done", ""
     try:
         file = clients.uploads.GetFile(upload_pb2.GetFileRequest(file_id=claim.task.file_id),
@@ -250,9 +276,9 @@ def _attempt(clients: Clients, task_id: str, worker_id: str, batch_size: int,
             raise
         status, error = "failed", f"import failed: {exc.details()}"
     clients.tasks.FinishTask(task_pb2.FinishTaskRequest(
-        task_id=task_id, worker_id=worker_id, status=status, progress=job.committed.proto(),
+        task_id=task_id, worker_id=worker_id, status=status, progress=job.committed,
         rejected=job.unreported, error=error,
     ), timeout=30)
     log.info("ingestion ended", extra={"task_id": task_id, "status": status, "error": error,
-                                       **vars(job.committed)})
+                                       **_log_fields(job.committed)})
     return status

@@ -30,6 +30,7 @@ MAX_TEXT = 20_000
 MAX_ID = 100
 MAX_EXTRA_COLUMNS = 50
 MAX_VOTE_COUNT = 2**53  # stored as a number: keep it exact in JSON and int64
+SHOWN_CHARS = 60  # of a column name quoted in an error: enough to recognise it
 DATE_FORMATS = ("%Y/%m/%d", "%d.%m.%Y", "%Y%m%d")
 
 
@@ -55,10 +56,13 @@ def normalise_name(raw: str) -> str:
 
 
 def parse_header(raw: list[str]) -> Header:
+    """The columns' names. Linear in the header: the caller bounds its length and column count
+    (csv_source.CsvLimits) before this runs."""
     names = [normalise_name(c) for c in raw]
-    names = [ALIASES.get(n, n) if ALIASES.get(n, n) not in names else n for n in names]
+    present = set(names)  # an alias is kept as is when its field is also a column
+    names = [ALIASES.get(n, n) if ALIASES.get(n, n) not in present else n for n in names]
     if "title" not in names:
-        shown = ", ".join(repr(c) for c in raw[:12]) or "nothing"
+        shown = ", ".join(repr(c[:SHOWN_CHARS]) for c in raw[:12]) or "nothing"
         raise FileRejected(
             f"no usable header: the first row must name the columns and include 'title' "
             f"(found {shown})"
@@ -66,7 +70,7 @@ def parse_header(raw: list[str]) -> Header:
     seen: set[str] = set()
     for name in names:
         if name and name in seen:
-            raise FileRejected(f"the header names the column {name!r} twice")
+            raise FileRejected(f"the header names the column {name[:SHOWN_CHARS]!r} twice")
         seen.add(name)
     extra = [n for n in names if n and n not in KNOWN]
     if len(extra) > MAX_EXTRA_COLUMNS:
@@ -103,7 +107,10 @@ def _date(text: str) -> datetime | None:
             raise RowRejected(f"release_date {text[:40]!r} is not a date (use YYYY-MM-DD)") \
                 from None
     if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
+        try:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is in the year 0 in UTC
+            raise RowRejected(f"release_date {text[:40]!r} is out of range") from None
     return value
 
 

@@ -19,7 +19,7 @@ import pytest
 import requests
 from pymongo import MongoClient
 
-from devstack.stack import Stack, free_port
+from devstack.stack import Stack, free_ports
 
 # The shared movie CSVs live beside the project (../shared/data) unless MARQUEE_TEST_DATA says.
 DATA = Path(os.environ.get("MARQUEE_TEST_DATA",
@@ -78,9 +78,8 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     """One stack per storage backend; modules that concern stored files run on both with
     `pytestmark = pytest.mark.parametrize("stack", STORAGES, indirect=True)`."""
     data_dir = tmp_path_factory.mktemp(f"marquee-{request.param}")
-    names = ("gateway", "gateway_admin", "auth", "upload", "task", "catalog", "mongo", "redis")
     # Two worker processes of two pool slots each share the queue, as in a deployment.
-    s = Stack(data_dir, ports={n: free_port() for n in names}, log_to=data_dir / "logs",
+    s = Stack(data_dir, ports=free_ports(), log_to=data_dir / "logs",
               workers=2,
               extra_env={"BCRYPT_ROUNDS": "4", "MAX_UPLOAD_BYTES": str(TEST_MAX_UPLOAD),
                          # Short leases so that lost workers are noticed within seconds.
@@ -88,6 +87,19 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                          "FILE_RETENTION_SECONDS": str(RETENTION_SECONDS),
                          "UPLOAD_ORPHAN_GRACE_SECONDS": str(ORPHAN_GRACE_SECONDS),
                          "WORKER_CONCURRENCY": "2",
+                         # The gateway's limits (test_abuse_gateway). Its tests claim other client
+                         # addresses through X-Forwarded-For, so one trusted hop. The rate limits
+                         # sit well above what the rest of the suite sends to the auth methods
+                         # from 127.0.0.1, or as one user, yet a flood passes them within a
+                         # second. Slow clients are cut off soon enough to wait for.
+                         "GATEWAY_XFF_TRUSTED_HOPS": "1",
+                         "GATEWAY_AUTH_RATE_LIMIT": "150", "GATEWAY_AUTH_RATE_WINDOW_SECONDS": "10",
+                         "GATEWAY_USER_RATE_LIMIT": "300", "GATEWAY_USER_RATE_WINDOW_SECONDS": "10",
+                         "GATEWAY_REQUEST_HEADERS_TIMEOUT_SECONDS": "3",
+                         "UPLOAD_MIN_RATE_GRACE_SECONDS": "3",
+                         # A username locked by failed logins is free again soon enough to wait
+                         # for (test_abuse_auth); the doubling and the cap are unit-tested.
+                         "LOGIN_LOCK_SECONDS": "3",
                          # With MONGO_URI/REDIS_URL set, the same tests run on real servers.
                          "MONGO_DB": f"marquee_test_{uuid.uuid4().hex[:8]}",
                          "UPLOAD_STORAGE": request.param})
@@ -194,7 +206,8 @@ def tmdb_ingested(api: Api) -> dict[str, Any]:
 
 # Modules that read the whole catalog run before those that pour volume into it.
 MODULE_ORDER = ["test_auth", "test_upload_tasks", "test_grpc", "test_movies", "test_messy_files",
-                "test_progress", "test_concurrency", "test_crash_safety", "test_memory"]
+                "test_progress", "test_concurrency", "test_crash_safety", "test_memory",
+                "test_abuse_auth", "test_abuse_gateway", "test_abuse_services"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

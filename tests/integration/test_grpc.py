@@ -17,6 +17,8 @@ from marquee.auth.v1 import auth_pb2, auth_pb2_grpc
 from marquee.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from marquee.task.v1 import task_pb2, task_pb2_grpc
 from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
+from services.common import registry
+from services.common.access import SERVICE_KEY_HEADER
 from tests.integration.conftest import Api, User
 
 PROTOSET = ROOT / "build" / "gen" / "marquee.pb"
@@ -118,6 +120,16 @@ def test_internal_methods_are_not_exposed(stack: Stack, gateway_channel: grpc.Ch
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+def test_a_task_of_a_kind_no_job_runs_is_refused(stack: Stack) -> None:
+    key = ((SERVICE_KEY_HEADER, stack.settings.service_key()),)
+    with (grpc.insecure_channel(f"127.0.0.1:{stack.ports['task']}") as channel,
+          pytest.raises(grpc.RpcError) as err):
+        task_pb2_grpc.TaskServiceStub(channel).CreateTask(task_pb2.CreateTaskRequest(
+            user="u1", kind="dedupe_csv", file_id="f1"), metadata=key, timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "unknown task kind 'dedupe_csv'; known kinds: ingest_csv" in str(err.value.details())
+
+
 def _grpcurl(*args: str) -> Any:
     out = subprocess.run([binaries.grpcurl(), "-plaintext", *args], capture_output=True,
                          text=True, timeout=60)
@@ -137,7 +149,7 @@ def test_grpcurl_through_the_gateway_with_the_protoset(stack: Stack, api: Api,
     assert body["movies"][0]["title"] == "The Shawshank Redemption"
 
 
-@pytest.mark.parametrize("service", ["auth", "upload", "task", "catalog"])
+@pytest.mark.parametrize("service", [s.name for s in registry.SERVICES])
 def test_grpcurl_reflection_against_each_service(stack: Stack, service: str) -> None:
     listed = _grpcurl(f"127.0.0.1:{stack.ports[service]}", "list")
     assert f"marquee.{service}.v1." in listed

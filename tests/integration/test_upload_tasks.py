@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import jwt
 import pytest
 import requests
 from pymongo import MongoClient
 
 from devstack.stack import Stack
-from tests.integration.conftest import RETENTION_SECONDS, STORAGES, TEST_MAX_UPLOAD, Api
+from tests.integration.conftest import RETENTION_SECONDS, STORAGES, TEST_MAX_UPLOAD, Api, User
 
 pytestmark = pytest.mark.parametrize("stack", STORAGES, indirect=True)
 
@@ -106,10 +107,16 @@ def test_chunked_upload_over_the_limit_is_413(api: Api) -> None:
     assert api.get("/tasks", headers=user.headers).json() == []
 
 
+def _user_id(user: User) -> str:
+    return str(jwt.decode(user.token, options={"verify_signature": False})["sub"])
+
+
 def test_task_errors_404_and_403(api: Api) -> None:
     owner, other = api.register(), api.register()
     task_id = api.upload_ok(owner, SMALL)
-    assert api.get(f"/task/{task_id}", headers=owner.headers).status_code == 200
+    r = api.get(f"/task/{task_id}", headers=owner.headers)
+    assert r.status_code == 200
+    assert (r.json()["user"], r.json()["user_id"]) == (owner.username, _user_id(owner))
     r = api.get(f"/task/{task_id}", headers=other.headers)
     assert r.status_code == 403 and r.json()["message"]
     for unknown in ("0123456789abcdef01234567", "not-an-id"):
@@ -127,7 +134,9 @@ def test_tasks_lists_only_the_callers_tasks(api: Api) -> None:
     assert isinstance(tasks, list)
     assert {t["task_id"] for t in tasks} == mine
     for t in tasks:
-        assert {"task_id", "status", "file_path", "user"} <= set(t)
+        assert {"task_id", "status", "file_path", "user", "user_id"} <= set(t)
+        # The contract shows the owner's name as `user`; the id is beside it.
+        assert (t["user"], t["user_id"]) == (alice.username, _user_id(alice))
         assert t["status"] in ("pending", "processing", "done", "failed")
     assert theirs not in {t["task_id"] for t in tasks}
     for task_id in mine:

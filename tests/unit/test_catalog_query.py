@@ -10,13 +10,14 @@ from typing import Any, cast
 
 import pytest
 
-from services.catalog.repository import MovieRepository
+from services.catalog.records import Movie
 from services.catalog.service import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     MAX_PAGE,
     CatalogService,
     MovieQuery,
+    Movies,
     _decode_token,
     _encode_token,
     _segments_after,
@@ -79,14 +80,14 @@ def test_invalid_parameter_is_named_in_the_error(param: str, value: object) -> N
 # --- page tokens --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("sort_field", "last", "value"), [
-    ("release_date", {"_id": "278", "release_date": datetime(1994, 9, 23, 12, 30, 5)},
+    ("release_date", Movie("278", "M", release_date=datetime(1994, 9, 23, 12, 30, 5)),
      datetime(1994, 9, 23, 12, 30, 5)),
-    ("rating", {"_id": "278", "vote_average": 8.7}, 8.7),
-    ("rating", {"_id": "t-0123", "vote_average": 0.1 + 0.2}, 0.1 + 0.2),
-    ("rating", {"_id": "278", "vote_average": None}, None),
-    ("release_date", {"_id": "278"}, None),  # field missing in the document
+    ("rating", Movie("278", "M", vote_average=8.7), 8.7),
+    ("rating", Movie("t-0123", "M", vote_average=0.1 + 0.2), 0.1 + 0.2),
+    ("rating", Movie("278", "M", vote_average=None), None),
+    ("release_date", Movie("278", "M"), None),  # no release date
 ])
-def test_token_round_trip(sort_field: str, last: dict[str, Any], value: Any) -> None:
+def test_token_round_trip(sort_field: str, last: Movie, value: Any) -> None:
     q = _validate(sort_field=sort_field, year=1994, language="en", sort_order="desc")
     token = _encode_token(q, last)
     assert "=" not in token
@@ -94,12 +95,12 @@ def test_token_round_trip(sort_field: str, last: dict[str, Any], value: Any) -> 
     decoded_value, last_id = _decode_token(replace(q, page_token=token))
     assert decoded_value == value
     assert type(decoded_value) is type(value)
-    assert last_id == last["_id"]
+    assert last_id == last.id
 
 
 def test_token_survives_a_different_page_or_limit() -> None:
     q = _validate(year=2001)
-    token = _encode_token(q, {"_id": "129", "release_date": datetime(2001, 7, 20)})
+    token = _encode_token(q, Movie("129", "M", release_date=datetime(2001, 7, 20)))
     later = replace(q, page=7, limit=10, page_token=token)
     assert _decode_token(later) == (datetime(2001, 7, 20), "129")
 
@@ -110,8 +111,8 @@ def test_token_survives_a_different_page_or_limit() -> None:
 ])
 def test_token_reused_with_other_filters_or_sort_is_refused(change: dict[str, Any]) -> None:
     q = _validate(year=1994, language="en")
-    token = _encode_token(q, {"_id": "278", "release_date": datetime(1994, 9, 23),
-                              "vote_average": 8.7})
+    token = _encode_token(q, Movie("278", "M", release_date=datetime(1994, 9, 23),
+                                   vote_average=8.7))
     other = replace(q, page_token=token, **change)
     with pytest.raises(InvalidArgument, match="page_token belongs to a query with other"):
         _decode_token(other)
@@ -170,39 +171,39 @@ def test_after_descending_from_null_only_has_later_nulls() -> None:
 # --- list() wiring, with a stub that records calls (it does not evaluate queries) ---------------
 
 class RecordingMovies:
-    def __init__(self, docs: list[dict[str, Any]]) -> None:
-        self.docs = docs
+    def __init__(self, movies: list[Movie]) -> None:
+        self.movies = movies
         self.calls: list[tuple[Any, ...]] = []
 
     def find_page(self, query: dict[str, Any], sort: list[tuple[str, int]], skip: int,
-                  limit: int) -> list[dict[str, Any]]:
+                  limit: int) -> list[Movie]:
         self.calls.append(("find_page", query, sort, skip, limit))
-        return self.docs[:limit]
+        return self.movies[:limit]
 
     def count(self, query: dict[str, Any]) -> int:
         self.calls.append(("count", query))
         return 1234
 
 
-def _docs(n: int) -> list[dict[str, Any]]:
-    return [{"_id": str(i), "title": f"M{i}", "vote_average": i / 10} for i in range(n)]
+def _movies(n: int) -> list[Movie]:
+    return [Movie(str(i), f"M{i}", vote_average=i / 10) for i in range(n)]
 
 
 def test_list_by_page_asks_for_one_more_and_returns_a_token_for_the_last_movie() -> None:
-    movies = RecordingMovies(_docs(4))
+    movies = RecordingMovies(_movies(4))
     q = _validate(page=2, limit=3, year=2000, sort_field="rating", sort_order="desc")
-    page = CatalogService(cast(MovieRepository, movies)).browse(q, with_total=True)
+    page = CatalogService(cast(Movies, movies)).browse(q, with_total=True)
     assert movies.calls[0] == ("find_page", {"release_year": 2000},
                                [("vote_average", -1), ("_id", -1)], 3, 4)
     assert movies.calls[1] == ("count", {"release_year": 2000})
-    assert [m["_id"] for m in page.movies] == ["0", "1", "2"]
+    assert [m.id for m in page.movies] == ["0", "1", "2"]
     assert page.total_size == 1234
     assert _decode_token(replace(q, page_token=page.next_page_token)) == (0.2, "2")
 
 
 def test_list_last_page_has_no_token_and_no_total_unless_asked() -> None:
-    movies = RecordingMovies(_docs(2))
-    page = CatalogService(cast(MovieRepository, movies)).browse(_validate(limit=3),
+    movies = RecordingMovies(_movies(2))
+    page = CatalogService(cast(Movies, movies)).browse(_validate(limit=3),
                                                              with_total=False)
     assert page.next_page_token == ""
     assert page.total_size is None
@@ -211,9 +212,9 @@ def test_list_last_page_has_no_token_and_no_total_unless_asked() -> None:
 
 def test_list_with_token_ignores_page_and_adds_the_keyset_clause() -> None:
     q = _validate(language="ja", sort_field="rating", limit=2)
-    token = _encode_token(q, {"_id": "129", "vote_average": 8.5})
-    movies = RecordingMovies(_docs(1))
-    CatalogService(cast(MovieRepository, movies)).browse(replace(q, page=5, page_token=token),
+    token = _encode_token(q, Movie("129", "M", vote_average=8.5))
+    movies = RecordingMovies(_movies(1))
+    CatalogService(cast(Movies, movies)).browse(replace(q, page=5, page_token=token),
                                                       with_total=False)
     _, query, sort, skip, limit = movies.calls[0]
     assert query == {"original_language": "ja",

@@ -13,7 +13,7 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -23,15 +23,20 @@ import pytest
 import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from services.common import registry
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
-GRPC_SERVICES = ("auth", "upload", "task", "catalog")
+# Every registered service must have its block, healthcheck and address here.
+GRPC_SERVICES = tuple(s.name for s in registry.SERVICES)
 EXPECTED_SERVICES = {*GRPC_SERVICES, "worker", "mongo", "redis", "envoy-config", "envoy"}
 ENV_CALLS = {"env", "_int", "getenv"}  # env = os.environ.get in Settings.from_env
 ENV_METHODS = {"get", "getenv", "setdefault", "pop"}
 ENV_OWNERS = {"env", "environ", "os"}
+# What the operator must set before `docker compose up`; compose refuses to start without it.
+OPERATOR_ENV = {"SERVICE_KEY": "k" * 44}
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -49,10 +54,27 @@ def _services() -> dict[str, dict[str, Any]]:
     return services
 
 
-def _interpolate(value: str) -> str:
-    """Compose's interpolation with nothing set: `${NAME:-default}` -> default, `$$` -> `$`."""
-    value = re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", lambda m: m.group(2) or "", value)
-    return value.replace("$$", "$")
+class MissingVariable(Exception):
+    """`${NAME:?message}` with NAME unset: compose refuses to start and shows the message."""
+
+
+def _interpolate(value: str, env: Mapping[str, str] = OPERATOR_ENV) -> str:
+    """Compose's interpolation with `env` set: `${NAME}`; `${NAME:-default}` and
+    `${NAME-default}` (the default when NAME is unset, or with `:` also empty); `${NAME:?message}`
+    and `${NAME?message}` (MissingVariable then); `$$` -> `$`."""
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, operator, argument = match.group(1), match.group(2) or "", match.group(3) or ""
+        given = env.get(name)
+        if given is not None and not (given == "" and operator.startswith(":")):
+            return given
+        if operator.endswith("?"):
+            raise MissingVariable(f"{name}: {argument}")
+        return argument
+
+    return re.sub(r"\$\$|\$\{(\w+)(?:(:?[-?])([^}]*))?\}", substitute, value)
 
 
 def _env(service: dict[str, Any]) -> dict[str, str]:
@@ -109,7 +131,9 @@ def _env_names_read(path: Path) -> set[str]:
 
 
 def _settings_names() -> set[str]:
-    return _env_names_read(ROOT / "services" / "common" / "settings.py")
+    """What Settings reads: its literal names, and each registered service's address."""
+    return (_env_names_read(ROOT / "services" / "common" / "settings.py")
+            | {s.addr_setting for s in registry.SERVICES})
 
 
 def _modules_started(text: str) -> list[str]:
@@ -165,6 +189,28 @@ def _volume_for(service: dict[str, Any], path: str) -> str | None:
 
 def test_expected_services_exist() -> None:
     assert set(_services()) >= EXPECTED_SERVICES
+
+
+def test_compose_follows_the_registry() -> None:
+    """Each registered service has its block, on its registry port, started after what the
+    registry says it needs; the gateway waits for all of them."""
+    services = _services()
+    for spec in registry.SERVICES:
+        assert spec.name in services, f"docker-compose.yml has no block for {spec.name}"
+        block = services[spec.name]
+        assert _port(_env(block)["GRPC_LISTEN"]) == spec.port, spec.name
+        assert _env(block)[spec.addr_setting] == f"{spec.name}:{spec.port}", spec.name
+        after = {n for n, c in block.get("depends_on", {}).items()
+                 if c == {"condition": "service_healthy"}}
+        assert set(spec.after) <= after, f"{spec.name} must depend on {spec.after}"
+    gateway_waits_for = set(services["envoy"]["depends_on"])
+    assert {s.name for s in registry.SERVICES} <= gateway_waits_for
+
+
+def test_every_registered_service_address_is_documented() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for spec in registry.SERVICES:
+        assert f"`{spec.addr_setting}`" in readme, f"README's settings lack {spec.addr_setting}"
 
 
 def test_values_are_strings_not_yaml_booleans_or_numbers() -> None:
@@ -270,6 +316,26 @@ def test_no_key_depends_on_a_shared_disk() -> None:
     for name, service in services.items():
         for volume in _mounts(service).values():
             assert volume in volumes, f"{name}: volume {volume} is not declared"
+
+
+def test_compose_refuses_to_start_without_a_service_key() -> None:
+    """No well-known fallback key: with SERVICE_KEY unset or empty compose stops, saying how to
+    make one."""
+    raw = _compose()["x-common-env"]["SERVICE_KEY"]
+    for unset in ({}, {"SERVICE_KEY": ""}):
+        with pytest.raises(MissingVariable, match=r"at least 32 bytes.*openssl rand"):
+            _interpolate(raw, unset)
+    assert _interpolate(raw) == OPERATOR_ENV["SERVICE_KEY"]
+
+
+@pytest.mark.parametrize("text, env, expected", [
+    ("${A:-x}", {}, "x"), ("${A:-x}", {"A": ""}, "x"), ("${A-x}", {"A": ""}, ""),
+    ("${A:-x}", {"A": "y"}, "y"), ("${A}", {"A": "y"}, "y"), ("${A?no}", {"A": ""}, ""),
+    ("$${A}-$$(cat x)", {"A": "y"}, "${A}-$(cat x)"),
+])
+def test_the_interpolation_helper_follows_compose(text: str, env: dict[str, str],
+                                                   expected: str) -> None:
+    assert _interpolate(text, env) == expected
 
 
 def test_grpc_healthcheck_asks_its_own_port() -> None:
@@ -414,35 +480,22 @@ def _arg_defaults() -> dict[str, str]:
     return defaults
 
 
-def _protoc_flags(command: str) -> list[str]:
-    after = command.split("grpc_tools.protoc", 1)[1].split("&&", 1)[0]
-    return [t for t in after.split() if t.startswith("-")]
-
-
-def _makefile_protoc_flags() -> list[str]:
-    text = (ROOT / "Makefile").read_text()
-    gen = re.search(r"^GEN\s*:?=\s*(\S+)", text, re.M)
-    assert gen
-    joined = re.sub(r"\\\n", " ", text).replace("$(GEN)", gen.group(1)).replace("$$", "$")
-    (line,) = [ln for ln in joined.splitlines() if "grpc_tools.protoc" in ln]
-    return _protoc_flags(line)
-
-
-def test_dockerfile_generates_like_the_makefile() -> None:
+def test_one_protoc_invocation_shared_by_the_makefile_and_the_dockerfile() -> None:
+    """protos/generate.sh is the only place protoc runs; both builds call it."""
     stages = _stages()
     runs = [(i, rest) for i, stage in enumerate(stages) for kw, rest in stage
-            if kw == "RUN" and "grpc_tools.protoc" in rest]
+            if kw == "RUN" and "generate.sh" in rest]
     assert len(runs) == 1
     index, command = runs[0]
-    flags = _protoc_flags(command)
-    assert flags == _makefile_protoc_flags()
-    assert "--descriptor_set_out=build/gen/marquee.pb" in flags
-    for out in ("--python_out", "--grpc_python_out", "--pyi_out"):
-        assert f"{out}=build/gen" in flags
-    assert "find protos -name '*.proto'" in command
+    assert command == "sh protos/generate.sh build/gen"
     workdirs = [rest for kw, rest in stages[index] if kw == "WORKDIR"]
     assert workdirs and workdirs[-1] == "/app"  # build/gen is /app/build/gen
+    assert any(kw == "COPY" and rest.split()[0] == "protos" for kw, rest in stages[index])
     assert any(kw == "RUN" and "grpcio-tools" in rest for kw, rest in stages[index])
+    makefile = (ROOT / "Makefile").read_text()
+    assert "sh protos/generate.sh $(GEN)" in makefile
+    for text in (makefile, DOCKERFILE.read_text()):
+        assert "grpc_tools.protoc" not in text
 
 
 def test_dockerfile_final_stage() -> None:

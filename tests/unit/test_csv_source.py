@@ -10,13 +10,15 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from services.worker.csv_source import (
-    MAX_FIELD,
     ByteStream,
+    CsvLimits,
     choose_encoding,
     is_utf8,
     records,
 )
 from services.worker.movie_rows import FileRejected
+
+LIMITS = CsvLimits(max_row_chars=1 << 20, max_header_chars=64 << 10, max_columns=256)
 
 
 def _chunks(data: bytes, sizes: list[int]) -> Iterator[bytes]:
@@ -29,8 +31,9 @@ def _chunks(data: bytes, sizes: list[int]) -> Iterator[bytes]:
 
 
 def _records(data: bytes, sizes: list[int] | None = None) -> list[tuple[int, list[str]]]:
-    return list(records(ByteStream(_chunks(data, sizes or [3])),
-                        lambda: is_utf8(_chunks(data, [4096]))))
+    found = records(ByteStream(_chunks(data, sizes or [3])),
+                    lambda: is_utf8(_chunks(data, [4096])), LIMITS)
+    return [(r.line, r.fields) for r in found]
 
 
 def _valid_utf8(data: bytes) -> bool:
@@ -83,7 +86,7 @@ def test_peek_sample_of_a_short_stream_returns_everything() -> None:
 def test_consumed_after_records_is_the_file_size() -> None:
     data = "id,title\n1,Amélie\n2,Heat\n".encode()
     stream = ByteStream(_chunks(data, [5]))
-    assert len(list(records(stream, _says(True)))) == 3
+    assert len(list(records(stream, _says(True), LIMITS))) == 3
     assert stream.consumed == len(data)
 
 
@@ -169,12 +172,13 @@ def test_file_of_blank_lines_has_no_records() -> None:
     assert _records(b"\n\r\n\n") == []
 
 
-def test_unclosed_quote_beyond_max_field_names_the_line() -> None:
-    data = b'id,title\n1,Heat\n\n2,"Ronin\n3,Alien\n' + b"x" * MAX_FIELD + b"\n4,Up\n"
+def test_unclosed_quote_beyond_the_row_bound_names_the_line() -> None:
+    data = (b'id,title\n1,Heat\n\n2,"Ronin\n3,Alien\n' + b"x" * LIMITS.max_row_chars
+            + b"\n4,Up\n")
     stream = ByteStream(_chunks(data, [65536]))
-    it = records(stream, _says(True))
-    assert next(it) == (1, ["id", "title"])
-    assert next(it) == (2, ["1", "Heat"])
+    it = records(stream, _says(True), LIMITS)
+    assert next(it)[:2] == (1, ["id", "title"])
+    assert next(it)[:2] == (2, ["1", "Heat"])
     with pytest.raises(FileRejected, match=r"line 4\b.*unclosed quote"):
         next(it)
 
@@ -189,7 +193,7 @@ def test_a_decoding_error_past_the_encoding_choice_is_rejected_with_a_position()
     data = b"id,title\n" + b"1,Heat\n" * 40_000 + b"2,\xff\xfe\n"
     stream = ByteStream(_chunks(data, [65536]))
     with pytest.raises(FileRejected, match="not valid utf-8 near byte"):
-        list(records(stream, _says(True)))  # as if the file had changed after the check
+        list(records(stream, _says(True), LIMITS))  # as if the file had changed after the check
 
 
 def test_the_whole_file_is_read_only_when_the_first_bytes_leave_the_encoding_open() -> None:

@@ -244,6 +244,8 @@ def test_release_date_formats(text: str, expected: datetime) -> None:
     ({"popularity": "high"}, "popularity"),
     ({"release_date": "1994-13-45"}, "release_date"),
     ({"release_date": "next year"}, "release_date"),
+    ({"release_date": "0001-01-01T00:00:00+01:00"}, "release_date"),  # the year 0 in UTC
+    ({"release_date": "9999-12-31T23:00:00-01:00"}, "release_date"),  # the year 10000 in UTC
     ({"title": ""}, "title"),
     ({"title": "   "}, "title"),
     ({"title": "x" * (MAX_TITLE + 1)}, "title"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,21 @@ def test_a_failed_write_is_reported_as_itself_and_abort_leaves_nothing(
             writer.abort()  # while the error is being handled, as the upload service does
             raise
     assert list(tmp_path.iterdir()) == []
+
+
+def test_uploads_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    root = tmp_path / "uploads"
+    storage = LocalStorage(root)
+    writer = storage.writer("f.csv")
+    writer.write(b"id,title\n")
+    assert stat.S_IMODE((root / "f.csv.part").stat().st_mode) == 0o600
+    writer.commit()
+    assert stat.S_IMODE((root / "f.csv").stat().st_mode) == 0o600
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+
+
+def test_an_existing_upload_directory_is_made_private(tmp_path: Path) -> None:
+    root = tmp_path / "uploads"
+    root.mkdir(mode=0o755)
+    LocalStorage(root)
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700

@@ -1,0 +1,40 @@
+"""A movie as the catalog's proto message and back: what the ingestion worker sends and what
+the catalog answers with."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from marquee.catalog.v1 import catalog_pb2
+from services.catalog.records import Movie
+from services.common.errors import InvalidArgument
+
+_OPTIONAL = ("popularity", "vote_average", "vote_count")
+
+
+def movie_message(movie: Movie) -> catalog_pb2.Movie:
+    message = catalog_pb2.Movie(
+        id=movie.id, title=movie.title, genre=movie.genre,
+        original_language=movie.original_language, overview=movie.overview,
+        release_date=movie.release_date.isoformat() if movie.release_date else "",
+        extra=movie.extra,
+    )
+    for name in _OPTIONAL:  # unset, not 0, when unknown
+        if (value := getattr(movie, name)) is not None:
+            setattr(message, name, value)
+    return message
+
+
+def movie_from_message(message: catalog_pb2.Movie) -> Movie:
+    release = None
+    if message.release_date:
+        try:
+            release = datetime.fromisoformat(message.release_date)
+        except ValueError:
+            raise InvalidArgument(f"movie {message.id}: release_date must be ISO 8601") from None
+    return Movie(
+        id=message.id, title=message.title, original_language=message.original_language.lower(),
+        overview=message.overview, genre=list(message.genre), release_date=release,
+        **{f: getattr(message, f) if message.HasField(f) else None for f in _OPTIONAL},
+        extra=dict(message.extra),
+    )

@@ -1,0 +1,223 @@
+"""Property-based tests (hypothesis) of the CSV reader, the delimiter sniffer, and header and row
+parsing: on any input they answer or raise only their documented rejection, each example within
+a deadline, and their time grows linearly with the input (issue 10's fuzzing bullet)."""
+
+from __future__ import annotations
+
+import csv
+import gc
+import io
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from services.catalog.movie_message import movie_message
+from services.catalog.records import Movie
+from services.worker.csv_source import (
+    DELIMITERS,
+    HEAD_CHARS,
+    ByteStream,
+    CsvLimits,
+    records,
+    sniff_delimiter,
+)
+from services.worker.movie_rows import (
+    ALIASES,
+    KNOWN,
+    FileRejected,
+    Header,
+    RowRejected,
+    parse_header,
+    parse_row,
+)
+
+FUZZ = settings(deadline=timedelta(milliseconds=300), max_examples=100,
+                suppress_health_check=[HealthCheck.too_slow])
+SMALL = CsvLimits(max_row_chars=40, max_header_chars=30, max_columns=5)
+ROOMY = CsvLimits(max_row_chars=1 << 20, max_header_chars=1 << 20, max_columns=1000)
+
+# Text made of what CSV parsing turns on: delimiters, quotes, line breaks, blanks, multi-byte.
+CSV_TEXT = st.text(alphabet=st.sampled_from(list('ab ,;\t|"\r\n\u00e9\u20ac\U0001f600')),
+                   max_size=300)
+CHUNK = st.integers(min_value=1, max_value=64)
+
+
+def _chunks(data: bytes, size: int) -> Iterator[bytes]:
+    return (data[i : i + size] for i in range(0, len(data), size))
+
+
+def _read(data: bytes, size: int, limits: CsvLimits) -> list[tuple[int, list[str], str, str]]:
+    return [tuple(r) for r in records(ByteStream(_chunks(data, size)), lambda: True, limits)]
+
+
+# --- the reader ---------------------------------------------------------------------------------
+
+@FUZZ
+@given(st.binary(max_size=600), CHUNK)
+def test_any_bytes_give_bounded_records_or_a_file_rejection(data: bytes, size: int) -> None:
+    try:
+        found = _read(data, size, SMALL)
+    except FileRejected:
+        return
+    lines = [line for line, *_ in found]
+    assert lines == sorted(set(lines)) and all(line >= 1 for line in lines)
+    for i, (_, fields, rejected, head) in enumerate(found):
+        limit = SMALL.max_header_chars if i == 0 else SMALL.max_row_chars
+        assert sum(map(len, fields)) <= limit
+        assert not (rejected and fields) and len(head) <= HEAD_CHARS
+    if found:
+        assert not found[0][2] and len(found[0][1]) <= SMALL.max_columns
+
+
+@FUZZ
+@given(CSV_TEXT, CHUNK)
+def test_within_its_bounds_the_reader_reads_as_the_csv_module_does(text: str, size: int) -> None:
+    """However the bytes are chunked, the records, their fields and the lines they start on are
+    csv.reader's on the whole text (with the sniffed delimiter), blank records left out."""
+    try:
+        found = _read(text.encode(), size, ROOMY)
+    except FileRejected:
+        assert text == ""
+        return
+    assert [(line, fields) for line, fields, _, _ in found] == _reference(text)
+
+
+def _reference(text: str) -> list[tuple[int, list[str]]]:
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(header))
+    expected, previous = [], 0
+    for fields in reader:
+        start, previous = previous + 1, reader.line_num
+        if any(f.strip() for f in fields):
+            expected.append((start, fields))
+    return expected
+
+
+@FUZZ
+@given(CSV_TEXT, CHUNK)
+def test_csv_text_under_small_bounds_gives_bounded_records_or_a_file_rejection(
+        text: str, size: int) -> None:
+    try:
+        found = _read(text.encode("utf-16"), size, SMALL)
+    except FileRejected:
+        return
+    assert all(sum(map(len, fields)) <= SMALL.max_row_chars for _, fields, _, _ in found)
+
+
+@FUZZ
+@given(st.text())
+def test_the_sniffer_always_names_a_candidate(line: str) -> None:
+    assert sniff_delimiter(line) in DELIMITERS
+
+
+# --- header and row parsing ---------------------------------------------------------------------
+
+COLUMN_NAME = st.one_of(st.text(max_size=20), st.sampled_from([*KNOWN, *ALIASES]))
+
+
+@FUZZ
+@given(st.lists(COLUMN_NAME, max_size=70))
+def test_any_header_gives_names_or_a_file_rejection(raw: list[str]) -> None:
+    try:
+        header = parse_header(raw)
+    except FileRejected as exc:
+        assert len(str(exc)) < 2000
+        return
+    assert len(header.names) == len(raw) and "title" in header.names
+
+
+_ZONES = [UTC, timezone(timedelta(hours=14)), timezone(-timedelta(hours=14, minutes=30))]
+TEXT = st.text(max_size=30)
+ZONED = st.sampled_from(_ZONES)
+DATE = st.one_of(
+    TEXT, st.from_regex(r"\d{1,8}([-/.]\d{1,4}){0,2}", fullmatch=True),
+    *(st.datetimes(timezones=ZONED, **bounds).map(lambda d: d.isoformat()) for bounds in (
+        {}, {"max_value": datetime(1, 1, 2)}, {"min_value": datetime(9999, 12, 30)})),
+)
+NUMBER = st.one_of(TEXT, st.floats().map(str), st.integers().map(str))
+ROW = st.fixed_dictionaries({
+    "id": TEXT, "title": TEXT, "genre": TEXT, "original_language": TEXT, "overview": TEXT,
+    "release_date": DATE, "vote_average": NUMBER, "vote_count": NUMBER, "popularity": NUMBER,
+})
+
+
+@FUZZ
+@given(ROW)
+def test_any_row_gives_a_movie_message_or_a_row_rejection(row: dict[str, str]) -> None:
+    header = parse_header(list(row))
+    try:
+        movie = movie_message(Movie(**parse_row(header, list(row.values()))))
+    except RowRejected as exc:
+        assert len(str(exc)) < 500
+        return
+    assert movie.title and movie.id
+
+
+# --- linear time --------------------------------------------------------------------------------
+
+def _best_seconds(work: Callable[[], object], repeat: int = 5) -> float:
+    """The least CPU time of a few runs: the least disturbed by other processes."""
+    best = float("inf")
+    gc.disable()  # a collection landing in one run would say nothing about the code
+    try:
+        for _ in range(repeat):
+            started = time.process_time()
+            work()
+            best = min(best, time.process_time() - started)
+    finally:
+        gc.enable()
+    return best
+
+
+def _assert_linear(work_for: Callable[[int], Callable[[], object]], n: int) -> None:
+    """Doubling the input must not quadruple the time: under 3x (linear gives about 2x)."""
+    small, large = _best_seconds(work_for(n)), _best_seconds(work_for(2 * n))
+    assert large < 3 * small, f"n={n}: {small:.4f}s, 2n: {large:.4f}s"
+
+
+def _reading(data: bytes, limits: CsvLimits = ROOMY) -> Callable[[], object]:
+    return lambda: _read(data, 1 << 16, limits)
+
+
+def test_reading_a_long_header_line_is_linear() -> None:
+    limits = CsvLimits(max_row_chars=1 << 20, max_header_chars=1 << 20, max_columns=1 << 20)
+    _assert_linear(lambda n: _reading(b"title" + b",c" * (n // 2) + b"\n", limits), 200_000)
+
+
+def test_reading_a_long_data_line_of_tiny_fields_is_linear() -> None:
+    _assert_linear(lambda n: _reading(b"id,title\n" + b"ab," * (n // 3) + b"\n"), 200_000)
+
+
+def test_reading_past_an_over_long_data_line_is_linear() -> None:
+    limits = CsvLimits(max_row_chars=1 << 16, max_header_chars=1 << 10, max_columns=8)
+    _assert_linear(lambda n: _reading(b"id,title\n" + b"a," * (n // 2) + b"\n1,A\n", limits),
+                   2_000_000)
+
+
+def test_sniffing_a_long_line_is_linear() -> None:
+    _assert_linear(lambda n: lambda: sniff_delimiter('"a;b",c|d\t' * (n // 10)), 300_000)
+
+
+def test_parsing_a_header_of_many_columns_is_linear() -> None:
+    def parsing(n: int) -> Callable[[], object]:
+        raw = [f"c{i}" for i in range(n)] + ["name"]
+        return lambda: _rejected_or_none(FileRejected, parse_header, raw)
+    _assert_linear(parsing, 10_000)
+
+
+def test_parsing_a_row_of_many_fields_is_linear() -> None:
+    def parsing(n: int) -> Callable[[], object]:
+        header = Header(names=["title", *(f"c{i}" for i in range(n))], extra=[])
+        return lambda: parse_row(header, ["Heat", *("x" for _ in range(n))])
+    _assert_linear(parsing, 20_000)
+
+
+def _rejected_or_none(rejection: type[Exception], parse: Callable[[list[str]], object],
+                      raw: list[str]) -> object:
+    try:
+        return parse(raw)
+    except rejection:
+        return None

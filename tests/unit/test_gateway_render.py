@@ -1,0 +1,246 @@
+"""The Envoy config that gateway.render writes: the token check, the limits on slow clients and
+the rate limits, read back from the rendered YAML (and validated by Envoy when it is installed).
+
+tests/integration/test_abuse_gateway.py replays the attacks these settings answer against the
+real stack.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from google.api import annotations_pb2
+
+from gateway.render import BY_ADDRESS, JWKS_PATH, JWT_PAYLOAD, RATE_LIMIT_KEY, render
+from services.common import registry
+from services.common.access import Access, declared_access, method_path
+from services.common.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DESCRIPTOR_SET = ROOT / "build" / "gen" / "marquee.pb"
+JWT_FILTER = "envoy.filters.http.jwt_authn"
+RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
+METHODS = [m for spec in registry.SERVICES for s in spec.descriptors() for m in s.methods]
+
+
+def _config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> dict[str, Any]:
+    monkeypatch.chdir(tmp_path)  # no .env from the working tree
+    monkeypatch.setenv("DESCRIPTOR_SET", str(DESCRIPTOR_SET))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    config = yaml.safe_load(render(Settings.from_env()))
+    assert isinstance(config, dict)
+    return config
+
+
+@pytest.fixture
+def config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    return _config(monkeypatch, tmp_path, ACCESS_TOKEN_TTL_SECONDS="600",
+                   GATEWAY_REQUEST_HEADERS_TIMEOUT_SECONDS="7", GATEWAY_IDLE_TIMEOUT_SECONDS="45",
+                   GATEWAY_MAX_CONNECTIONS="321", GATEWAY_AUTH_RATE_LIMIT="11",
+                   GATEWAY_AUTH_RATE_WINDOW_SECONDS="30", GATEWAY_USER_RATE_LIMIT="55",
+                   GATEWAY_USER_RATE_WINDOW_SECONDS="5", GATEWAY_RATE_LIMIT_MAX_KEYS="777",
+                   UPLOAD_MAX_SECONDS="1800")
+
+
+def _manager(config: dict[str, Any]) -> dict[str, Any]:
+    (listener,) = config["static_resources"]["listeners"]
+    (chain,) = listener["filter_chains"]
+    (hcm,) = chain["filters"]
+    manager = hcm["typed_config"]
+    assert isinstance(manager, dict)
+    return manager
+
+
+def _filters(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["name"]: f["typed_config"] for f in _manager(config)["http_filters"]}
+
+
+def _routes(config: dict[str, Any]) -> list[dict[str, Any]]:
+    (host,) = _manager(config)["route_config"]["virtual_hosts"]
+    routes = host["routes"]
+    assert isinstance(routes, list)
+    return routes
+
+
+def _route_for(config: dict[str, Any], path: str) -> dict[str, Any]:
+    """The route Envoy picks for a gRPC path: the first whose path or prefix matches."""
+    for route in _routes(config):
+        match = route["match"]
+        if match.get("path") == path or path.startswith(match.get("prefix", "\0")):
+            return route
+    raise AssertionError(f"no route for {path}")
+
+
+def _walk(node: Any) -> Iterator[Any]:
+    yield node
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+# --- the token check (issue 10, item 10) -----------------------------------------------------
+
+
+def test_the_jwt_provider_is_as_strict_as_the_services(config: dict[str, Any]) -> None:
+    provider = _filters(config)[JWT_FILTER]["providers"]["marquee"]
+    assert provider["clock_skew_seconds"] == 1  # the least Envoy has: 0 means its default, 60
+    assert provider["require_expiration"] is True
+    assert provider["max_lifetime"] == "600s"  # ACCESS_TOKEN_TTL_SECONDS
+    assert provider["issuer"] == "marquee" and provider["audiences"] == ["marquee"]
+
+
+def test_tokens_come_from_the_authorization_header_only(config: dict[str, Any]) -> None:
+    provider = _filters(config)[JWT_FILTER]["providers"]["marquee"]
+    assert provider["from_headers"] == [{"name": "Authorization", "value_prefix": "Bearer "}]
+    assert "from_params" not in provider and "from_cookies" not in provider
+    assert provider["forward"] is True  # the services check the token again
+
+
+def test_the_access_log_leaves_out_query_strings(config: dict[str, Any]) -> None:
+    (log,) = _manager(config)["access_log"]
+    log_format = log["typed_config"]["log_format"]
+    fields = log_format["json_format"]
+    assert fields["path"] == "%REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)%"
+    assert fields["grpc_path"] == "%REQ_WITHOUT_QUERY(:PATH)%"
+    assert not [v for v in fields.values() if "PATH" in v and "WITHOUT_QUERY" not in v]
+    assert [f["name"] for f in log_format["formatters"]] == ["envoy.formatter.req_without_query"]
+
+
+# --- slow clients (item 11) ------------------------------------------------------------------
+
+
+def test_slow_clients_are_timed_out(config: dict[str, Any]) -> None:
+    manager = _manager(config)
+    assert manager["request_headers_timeout"] == "7s"
+    assert manager["common_http_protocol_options"]["idle_timeout"] == "45s"
+    assert manager["stream_idle_timeout"] == "300s"
+
+
+def test_client_connections_are_limited(config: dict[str, Any]) -> None:
+    (monitor,) = config["overload_manager"]["resource_monitors"]
+    assert monitor["name"] == "envoy.resource_monitors.global_downstream_max_connections"
+    assert monitor["typed_config"]["max_active_downstream_connections"] == 321
+    assert config["admin"]["ignore_global_conn_limit"] is True
+
+
+def test_uploads_are_bounded_in_time_and_nothing_else_is(config: dict[str, Any]) -> None:
+    uploads = [m for m in METHODS
+               if m.client_streaming and declared_access(m) is Access.USER]
+    assert {m.name for m in uploads} >= {"UploadFile", "UploadMultipart"}
+    for method in uploads:
+        route = _route_for(config, method_path(method))
+        assert route["match"] == {"path": method_path(method)}
+        assert route["route"]["max_stream_duration"] == {"max_stream_duration": "1800s"}
+    bounded = [r for r in _routes(config) if "max_stream_duration" in r.get("route", {})]
+    assert len(bounded) == len(uploads)  # WatchTask and the exports may last
+
+
+# --- rate limits -----------------------------------------------------------------------------
+
+
+def test_the_rate_limit_runs_after_the_token_check(config: dict[str, Any]) -> None:
+    names = list(_filters(config))
+    assert names.index(JWT_FILTER) < names.index(RATE_LIMIT_FILTER) \
+        < names.index("envoy.filters.http.router")
+    limit = _filters(config)[RATE_LIMIT_FILTER]
+    for key in ("filter_enabled", "filter_enforced"):  # Envoy's default is 0 %
+        assert limit[key]["default_value"] == {"numerator": 100}
+    assert limit["enable_x_ratelimit_headers"] == "DRAFT_VERSION_03"
+    assert limit["rate_limited_as_resource_exhausted"] is True  # native gRPC: not UNAVAILABLE
+    assert limit["max_dynamic_descriptors"] == 777
+    assert "token_bucket" not in limit  # requests that match no descriptor are not limited
+
+
+def test_buckets_per_client_address_and_per_user(config: dict[str, Any]) -> None:
+    limit = _filters(config)[RATE_LIMIT_FILTER]
+    by_address, by_user = limit["descriptors"]
+    assert by_address["entries"] == [{"key": RATE_LIMIT_KEY, "value": BY_ADDRESS},
+                                      {"key": "remote_address"}]
+    assert by_address["token_bucket"] == {"max_tokens": 11, "tokens_per_fill": 11,
+                                          "fill_interval": "30s"}
+    assert by_user["entries"] == [{"key": "user"}]
+    assert by_user["token_bucket"] == {"max_tokens": 55, "tokens_per_fill": 55,
+                                       "fill_interval": "5s"}
+    address_actions, user_actions = (r["actions"] for r in limit["rate_limits"])
+    assert address_actions == [
+        {"metadata": {"descriptor_key": RATE_LIMIT_KEY, "source": "ROUTE_ENTRY",
+                      "metadata_key": {"key": "marquee", "path": [{"key": RATE_LIMIT_KEY}]}}},
+        {"remote_address": {}},
+    ]
+    # The user is the verified `sub`, where jwt_authn puts the payload.
+    provider = _filters(config)[JWT_FILTER]["providers"]["marquee"]
+    assert provider["payload_in_metadata"] == JWT_PAYLOAD
+    assert user_actions == [{"metadata": {"descriptor_key": "user", "metadata_key": {
+        "key": JWT_FILTER, "path": [{"key": JWT_PAYLOAD}, {"key": "sub"}]}}}]
+
+
+def _limited_by_address(route: dict[str, Any]) -> bool:
+    metadata = route.get("metadata", {}).get("filter_metadata", {}).get("marquee", {})
+    return bool(metadata.get(RATE_LIMIT_KEY) == BY_ADDRESS)
+
+
+def test_public_methods_are_limited_per_address_except_the_key_set(
+    config: dict[str, Any]
+) -> None:
+    """Login, register, verify (and any public method added later, such as a refresh), but not
+    the JWKS, which Envoy itself fetches through the gateway."""
+    for method in METHODS:
+        access = declared_access(method)
+        route = _route_for(config, method_path(method))
+        jwks = method.GetOptions().Extensions[annotations_pb2.http].get == JWKS_PATH
+        assert _limited_by_address(route) == (access is Access.PUBLIC and not jwks), \
+            method.full_name
+    assert {m.name for m in METHODS if _limited_by_address(_route_for(config, method_path(m)))} \
+        >= {"Login", "Register"}
+
+
+def test_internal_methods_still_answer_404_before_any_route(config: dict[str, Any]) -> None:
+    for method in METHODS:
+        if declared_access(method) is Access.INTERNAL:
+            assert _route_for(config, method_path(method))["direct_response"] == {"status": 404}
+
+
+def test_rate_limited_answers_carry_retry_after_and_the_json_error(
+    config: dict[str, Any]
+) -> None:
+    (mapper,) = _manager(config)["local_reply_config"]["mappers"]
+    assert mapper["filter"]["status_code_filter"]["comparison"]["value"]["default_value"] == 429
+    assert "Retry-After" in mapper["body"]["inline_string"]
+    lua = _filters(config)["envoy.filters.http.lua"]["default_source_code"]["inline_string"]
+    assert '"retry-after"' in lua and '"x-ratelimit-reset"' in lua
+
+
+def test_client_addresses_are_the_connections_unless_proxies_are_trusted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    manager = _manager(_config(monkeypatch, tmp_path))
+    assert manager["use_remote_address"] is True  # else Envoy believes X-Forwarded-For
+    assert manager["xff_num_trusted_hops"] == 0
+    behind_one = _manager(_config(monkeypatch, tmp_path, GATEWAY_XFF_TRUSTED_HOPS="1"))
+    assert behind_one["xff_num_trusted_hops"] == 1
+
+
+def test_envoy_accepts_the_rendered_config(config: dict[str, Any], tmp_path: Path) -> None:
+    try:
+        from devstack import binaries
+
+        envoy = binaries.envoy()
+    except Exception as exc:  # the dev extra is not installed
+        pytest.skip(f"no Envoy binary: {exc}")
+    if not DESCRIPTOR_SET.exists():
+        pytest.skip("no generated descriptor set (make generate)")
+    path = tmp_path / "envoy.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run([envoy, "--mode", "validate", "-c", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[warning]" not in result.stdout + result.stderr

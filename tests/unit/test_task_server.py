@@ -1,0 +1,176 @@
+"""TaskServicer behind the access interceptor on a real in-process gRPC server, on an in-memory
+repository: the bound on open streams (watches, error exports) per user and in all, that the
+other calls still get threads while the streams are held, and the spreadsheet-safe export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+
+from marquee.task.v1 import task_pb2, task_pb2_grpc
+from services.common import registry
+from services.common.access import SERVICE_KEY_HEADER, AccessInterceptor, policy
+from services.common.errors import Unauthenticated
+from services.common.tokens import Caller
+from services.task.records import NewTask, Progress, RejectedRow
+from services.task.server import TaskServicer, spreadsheet_safe
+from services.task.service import TaskService
+from services.task.stream_slots import StreamSlots
+from tests.unit.fakes import Clock, FakeTasks
+
+KEY = "k" * 40
+PER_USER, TOTAL = 2, 3
+OTHER_CALL_THREADS = 2  # few, so that a stream taking one would show
+
+
+class _Tokens:
+    """Accepts the token "<user id>"."""
+
+    def verify(self, token: str) -> Caller:
+        if not token:
+            raise Unauthenticated("no token")
+        return Caller(token, token)
+
+
+@dataclass
+class Server:
+    service: TaskService
+    slots: StreamSlots
+    stub: task_pb2_grpc.TaskServiceStub
+
+    def new_task(self, user: str) -> str:
+        return self.service.create(NewTask(
+            user_id=user, username=user, kind="ingest_csv", file_id="f", file_path="f.csv",
+            original_name="m.csv", bytes_total=10)).id
+
+    def watch(self, user: str, task_id: str) -> Any:
+        """An open watch (its first message read), or the RpcError that refused it."""
+        call = self.stub.WatchTask(task_pb2.WatchTaskRequest(task_id=task_id),
+                                   metadata=_user(user), timeout=30)
+        try:
+            next(call)
+        except grpc.RpcError as refused:
+            return refused
+        return call
+
+
+def _user(user: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {user}"),)
+
+
+def _eventually(condition: Callable[[], bool], seconds: float = 5) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    service = TaskService(FakeTasks(Clock()), lambda kind, task_id: None, lambda file_id: None,
+                          lease_seconds=30, file_retention_seconds=60)
+    slots = StreamSlots(per_user=PER_USER, total=TOTAL)
+    grpc_server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=OTHER_CALL_THREADS + slots.total),
+        interceptors=[AccessInterceptor(policy(registry.spec("task").descriptors()),
+                                        _Tokens(), KEY)])  # type: ignore[arg-type]
+    task_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(service, slots), grpc_server)
+    port = grpc_server.add_insecure_port("127.0.0.1:0")
+    grpc_server.start()
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield Server(service, slots, task_pb2_grpc.TaskServiceStub(channel))
+    grpc_server.stop(None)
+
+
+def test_a_user_may_hold_only_so_many_streams_and_gets_them_back(server: Server) -> None:
+    task = server.new_task("u1")
+    held = [server.watch("u1", task) for _ in range(PER_USER)]
+    assert all(isinstance(call, grpc.Future) for call in held)
+    refused = server.watch("u1", task)
+    assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"already watching or exporting {PER_USER} tasks" in refused.details()
+    exports = server.stub.ExportTaskErrors(task_pb2.ExportTaskErrorsRequest(task_id=task),
+                                           metadata=_user("u1"))
+    with pytest.raises(grpc.RpcError) as export_refused:
+        list(exports)
+    assert export_refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    held[0].cancel()  # the client leaves: its slot comes back
+    _eventually(lambda: server.slots.held("u1") == PER_USER - 1)
+    assert isinstance(server.watch("u1", task), grpc.Future)
+    for call in held[1:]:
+        call.cancel()
+
+
+def test_the_server_wide_bound_refuses_new_streams_but_no_other_call(server: Server) -> None:
+    tasks = {user: server.new_task(user) for user in ("u1", "u2", "u3")}
+    held = [server.watch("u1", tasks["u1"]) for _ in range(PER_USER)]
+    held.append(server.watch("u2", tasks["u2"]))
+    assert server.slots.held() == TOTAL
+    refused = server.watch("u3", tasks["u3"])
+    assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"as many watches and exports as it may ({TOTAL})" in refused.details()
+    # Every stream slot is taken, and the other calls still have their threads: users' reads
+    # and the workers' internal calls answer at once.
+    started = time.monotonic()
+    for _ in range(5):
+        assert server.stub.GetTask(task_pb2.GetTaskRequest(task_id=tasks["u3"]),
+                                   metadata=_user("u3"), timeout=2).task_id == tasks["u3"]
+        server.stub.ListTasks(task_pb2.ListTasksRequest(), metadata=_user("u3"), timeout=2)
+    claimed = server.stub.ClaimTask(task_pb2.ClaimTaskRequest(task_id=tasks["u3"], worker_id="w"),
+                                    metadata=((SERVICE_KEY_HEADER, KEY),), timeout=2)
+    assert claimed.task.status == "processing"
+    assert time.monotonic() - started < 2
+    for call in held:
+        call.cancel()
+    _eventually(lambda: server.slots.held() == 0)
+
+
+def test_a_watch_that_ends_with_its_task_gives_its_slot_back(server: Server) -> None:
+    task = server.new_task("u1")
+    server.service.claim(task, "w")
+    watch = server.watch("u1", task)
+    server.service.finish(task, "w", "done", Progress(rows_read=1), [], "")
+    list(watch)  # the stream ends with the task
+    _eventually(lambda: server.slots.held() == 0)
+
+
+def test_refused_streams_hold_nothing(server: Server) -> None:
+    refused = server.watch("u1", "no-such-task")
+    assert refused.code() == grpc.StatusCode.NOT_FOUND
+    _eventually(lambda: server.slots.held() == 0)
+
+
+# --- the errors export ------------------------------------------------------------------------
+
+HOSTILE = ["=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+
+
+@pytest.mark.parametrize("cell", HOSTILE)
+def test_cells_that_a_spreadsheet_would_run_get_a_leading_quote(cell: str) -> None:
+    assert spreadsheet_safe(cell) == "'" + cell
+
+
+@pytest.mark.parametrize("cell", ["", "Heat,1995", "title is empty", " =1", "'=1", "1e3"])
+def test_other_cells_stay_as_they_are(cell: str) -> None:
+    assert spreadsheet_safe(cell) == cell
+
+
+def test_the_export_quotes_every_cell_and_neutralises_formulas(server: Server) -> None:
+    task = server.new_task("u1")
+    server.service.claim(task, "w")
+    rows = [RejectedRow(line, f"bad row {line}", raw) for line, raw in enumerate(HOSTILE, 2)]
+    server.service.report(task, "w", Progress(rows_read=len(rows)), rows)
+    body = b"".join(m.data for m in server.stub.ExportTaskErrors(
+        task_pb2.ExportTaskErrorsRequest(task_id=task), metadata=_user("u1"))).decode()
+    assert body.startswith('"line","reason","raw"\r\n"2","bad row 2","\'=HYPERLINK(')
+    exported = list(csv.DictReader(io.StringIO(body, newline="")))
+    assert [e["raw"] for e in exported] == ["'" + raw for raw in HOSTILE]
+    assert [int(e["line"]) for e in exported] == list(range(2, 2 + len(HOSTILE)))
