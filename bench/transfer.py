@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent import futures
+from contextlib import AbstractContextManager, nullcontext
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
@@ -17,8 +18,9 @@ import grpc
 import requests
 
 from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
+from services.upload.records import UploadedFile
 from services.upload.repository import FileRepository
-from services.upload.service import UploadService
+from services.upload.service import StorageQuota, UploadService
 from services.upload.storage import LocalStorage
 
 CHUNK = 1 << 20
@@ -80,18 +82,35 @@ class _NoRecords:
     def add(self, record: dict[str, Any]) -> None:
         pass
 
+    def stored_bytes(self, owner: str) -> int:
+        return 0
+
+
+class _NoQuotas:
+    """No task service and no other uploads: every quota check passes at once."""
+
+    def check_quota(self, owner: str, incoming: int) -> None:
+        pass
+
+    def create(self, file: UploadedFile, username: str) -> str:
+        return ""
+
+    def hold(self, owner: str) -> AbstractContextManager[int]:
+        return nullcontext(1)
+
 
 def upload_in_process(path: Path, store: Path) -> float:
     """Seconds for the upload service's own use case (UploadService.upload: size limit, sha256,
     write, fsync, rename) on the file's 1 MiB chunks, with no gRPC, no database
-    record and no task: the per-byte work the service does for every upload."""
+    record, no quota and no task: the per-byte work the service does for every upload."""
     def chunks() -> Iterator[bytes]:
         with open(path, "rb") as f:
             while chunk := f.read(CHUNK):
                 yield chunk
 
-    service = UploadService(cast(FileRepository, _NoRecords()), LocalStorage(store),
-                            lambda file, username: "", max_bytes=1 << 40)
+    service = UploadService(cast(FileRepository, _NoRecords()), LocalStorage(store), _NoQuotas(),
+                            max_bytes=1 << 40, slots=_NoQuotas(),
+                            quota=StorageQuota(bytes_per_user=1 << 40, retention_seconds=0))
     start = time.perf_counter()
     stored = service.upload("bench", path.name, chunks())
     seconds = time.perf_counter() - start

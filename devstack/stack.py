@@ -34,6 +34,8 @@ from services.common.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILD_UMASK = 0o077
+# Evicts only keys with a TTL: the catalog's cached pages, never the job queue (no TTL).
+REDIS_EVICTION_POLICY = "volatile-lru"
 
 
 def free_port() -> int:
@@ -148,6 +150,10 @@ class Stack:
                 binaries.valkey_server(), "--port", str(self.ports["redis"]),
                 "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
                 "--dir", str(d / "redis"), "--loglevel", "warning",
+                # The catalog's query cache shares it with the job queue: bounded, and only
+                # keys with a TTL (cached pages) may be evicted; see services/catalog/cache.py.
+                "--maxmemory", str(self.settings.redis_maxmemory_bytes),
+                "--maxmemory-policy", REDIS_EVICTION_POLICY,
             ], env, self._redis_ready, ready_timeout=20))
         for spec in registry.start_order():
             procs.append(Proc(spec.name, [sys.executable, "-m", f"services.{spec.name}"], env,

@@ -6,11 +6,12 @@ The services, their clusters, routes and timeouts come from the registry
 public methods are limited per client address, methods that need a token per user. The rest
 comes from the settings: GATEWAY_HOST, GATEWAY_PORT, GATEWAY_ADMIN_PORT, DESCRIPTOR_SET, the
 services' <NAME>_ADDR, MAX_UPLOAD_BYTES, JWT_ISSUER, JWT_AUDIENCE, ACCESS_TOKEN_TTL_SECONDS, the
-GATEWAY_* limits and UPLOAD_MAX_SECONDS.
+GATEWAY_* limits (GATEWAY_MAX_JSON_BODY_BYTES among them) and UPLOAD_MAX_SECONDS.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -81,6 +82,40 @@ class _Method:
         """A client stream that a user sends (an upload): bounded in time on its own route."""
         return self.descriptor.client_streaming and self.access is Access.USER
 
+    @property
+    def rest_paths(self) -> list[str]:
+        """The REST paths the transcoder maps to this method (its http rule and the rule's
+        additional bindings), without the verbs."""
+        rule = self.descriptor.GetOptions().Extensions[annotations_pb2.http]
+        paths = []
+        for binding in (rule, *rule.additional_bindings):
+            pattern = binding.WhichOneof("pattern")
+            if pattern == "custom":
+                paths.append(binding.custom.path)
+            elif pattern is not None:
+                paths.append(getattr(binding, pattern))
+        return paths
+
+
+def _upload_paths_regex(methods: list[_Method]) -> str:
+    """An RE2 pattern (Envoy matches it against the whole value) for the `:path` of a REST
+    upload, with or without a query string: the request bodies that stream to the upload
+    service and may be as large as MAX_UPLOAD_BYTES, where every other REST body is held to
+    GATEWAY_MAX_JSON_BODY_BYTES."""
+    paths = sorted({p for m in methods if m.upload for p in m.rest_paths})
+    if not paths:
+        raise ValueError("no upload method has a REST path: the JSON body limit would have "
+                         "no exception (see gateway/envoy.yaml.tmpl)")
+    for path in paths:
+        if "{" in path:  # a template variable: teach this pattern what it may match
+            raise ValueError(f"a REST upload path with variables is not supported: {path}")
+    return "(?:" + "|".join(re.escape(p) for p in paths) + r")(?:\?.*)?"
+
+
+def _yaml_quoted(text: str) -> str:
+    """`text` as a single-quoted YAML scalar: backslashes stay as they are."""
+    return "'" + text.replace("'", "''") + "'"
+
 
 def _methods() -> Iterator[_Method]:
     for spec in registry.SERVICES:
@@ -124,6 +159,15 @@ def render(settings: Settings) -> str:
         f"""              - match: {{path: "{m.path}"}}"""
         for m in methods if m.access is Access.PUBLIC
     )
+    # Internal methods need no token here either: their routes answer 404 themselves (a
+    # direct_response, first in the route table), so nothing reaches a service whatever the
+    # caller presents, and without a rule jwt_authn would answer 401 first to a caller without
+    # a token, telling it that the path is there. A rule matches `:path` exactly as its route
+    # does (without the query string), so no other path gets in without a token.
+    unchecked = "\n".join(
+        f"""              - match: {{path: "{m.path}"}}  # internal: the route answers 404"""
+        for m in methods if m.access is Access.INTERNAL
+    )
     transcoded = "\n".join(
         f"              - {service.full_name}"
         for spec in registry.SERVICES for service in spec.descriptors()
@@ -137,6 +181,8 @@ def render(settings: Settings) -> str:
         SELF_PORT=listen_port,
         SELF_ADDR=f"{self_host}:{listen_port}",
         MAX_REQUEST_BYTES=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+        MAX_JSON_BODY_BYTES=settings.gateway_max_json_body_bytes,
+        UPLOAD_PATHS=_yaml_quoted(_upload_paths_regex(methods)),
         DESCRIPTOR=str(settings.descriptor_set),
         JWT_ISSUER=settings.jwt_issuer,
         JWT_AUDIENCE=settings.jwt_audience,
@@ -157,6 +203,7 @@ def render(settings: Settings) -> str:
         INTERNAL_ROUTES=internal,
         SERVICE_ROUTES=_routes(settings, methods),
         PUBLIC_METHODS=public,
+        INTERNAL_METHODS=unchecked,
         TRANSCODED_SERVICES=transcoded,
         CLUSTERS=clusters,
     )

@@ -20,7 +20,7 @@ def main() -> None:
     movies = MovieRepository(mongo.connect(settings, "catalog"))
     movies.ensure_indexes()
     cache = QueryCache(redis.Redis.from_url(settings.redis_url, socket_timeout=1),
-                       settings.catalog_cache_ttl_seconds)
+                       settings.catalog_cache_ttl_seconds, settings.catalog_cache_max_page_bytes)
     service = CatalogService(movies, cache)
     serve(settings, "catalog", CatalogServicer(service), verifier=jwks_verifier(settings))
 

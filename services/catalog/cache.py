@@ -1,6 +1,12 @@
 """Repeated browse queries served from Redis. Every import bumps a catalog version that is part
 of each key, so a change to the movies invalidates all cached pages at once; old entries expire
-on their own. When Redis is unreachable the catalog answers from the database."""
+on their own. When Redis is unreachable the catalog answers from the database.
+
+The cache shares Redis with the job queue, so what it may take is bounded twice: a page over
+`max_page_bytes` is not cached (it is answered all the same), and Redis runs with a maxmemory
+and the `volatile-lru` policy, which evicts only keys with a TTL. Every page has one; the job
+queue's keys and `catalog:version` have none, so they are never evicted to make room for pages
+(REDIS_MAXMEMORY_BYTES; devstack/stack.py, docker-compose.yml)."""
 
 from __future__ import annotations
 
@@ -15,9 +21,11 @@ VERSION_KEY = "catalog:version"
 
 
 class QueryCache:
-    def __init__(self, client: redis.Redis, ttl_seconds: int = 300) -> None:
+    def __init__(self, client: redis.Redis, ttl_seconds: int = 300,
+                 max_page_bytes: int = 1 << 20) -> None:
         self._redis = client
         self._ttl = ttl_seconds
+        self._max_page_bytes = max_page_bytes
 
     def _key(self, query: str) -> str | None:
         try:
@@ -38,7 +46,7 @@ class QueryCache:
             return key, None
 
     def put(self, key: str | None, value: bytes) -> None:
-        if key is None:
+        if key is None or len(value) > self._max_page_bytes:
             return
         try:
             self._redis.set(key, value, ex=self._ttl)

@@ -38,6 +38,9 @@ class Settings:
     mongo_uri: str
     mongo_db: str
     redis_url: str
+    # The embedded valkey's maxmemory (devstack; compose passes it to its redis): the catalog's
+    # query cache shares Redis with the job queue, and only keys with a TTL may be evicted.
+    redis_maxmemory_bytes: int
     # Each registered service's address (`<NAME>_ADDR`), by its registry name.
     addrs: dict[str, str]
     grpc_listen: str
@@ -50,6 +53,11 @@ class Settings:
     max_upload_bytes: int
     upload_storage: str
     upload_dir: Path
+    # Per-user quotas of the upload service: the bytes of their files still stored, and uploads
+    # in progress at once (leases in Mongo, renewed while the upload runs).
+    upload_max_stored_bytes_per_user: int
+    upload_max_concurrent_per_user: int
+    upload_slot_lease_seconds: int
     ingest_batch_size: int
     csv_max_row_chars: int
     csv_max_header_chars: int
@@ -58,6 +66,11 @@ class Settings:
     # Open WatchTask and ExportTaskErrors streams, each holding a task-service thread.
     task_streams_per_user: int
     task_streams_total: int
+    # Pending and processing tasks per user; rejected rows stored per task; /tasks page sizes.
+    task_max_pending_per_user: int
+    task_max_stored_rejections: int
+    task_list_default_limit: int
+    task_list_max_limit: int
     bcrypt_rounds: int
     password_min_chars: int
     # Per-username throttling of failed logins (services/auth/throttle.py).
@@ -76,6 +89,7 @@ class Settings:
     file_retention_seconds: int
     upload_orphan_grace_seconds: int
     catalog_cache_ttl_seconds: int
+    catalog_cache_max_page_bytes: int
     # Gateway limits on slow and abusive clients (gateway/render.py writes them into Envoy).
     gateway_request_headers_timeout_seconds: int
     gateway_idle_timeout_seconds: int
@@ -86,6 +100,8 @@ class Settings:
     gateway_user_rate_limit: int
     gateway_user_rate_window_seconds: int
     gateway_rate_limit_max_keys: int
+    # The largest REST request body Envoy takes on a transcoded route other than the upload.
+    gateway_max_json_body_bytes: int
     upload_max_seconds: int
     upload_min_bytes_per_second: int
     upload_min_rate_grace_seconds: int
@@ -100,6 +116,7 @@ class Settings:
             mongo_uri=env("MONGO_URI", "mongodb://127.0.0.1:27017/?directConnection=true"),
             mongo_db=env("MONGO_DB", "marquee"),
             redis_url=env("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            redis_maxmemory_bytes=_int("REDIS_MAXMEMORY_BYTES", 64 << 20),
             addrs={s.name: env(s.addr_setting, s.default_addr) for s in registry.SERVICES},
             grpc_listen=env("GRPC_LISTEN", ""),
             log_level=env("LOG_LEVEL", "INFO"),
@@ -113,6 +130,9 @@ class Settings:
             max_upload_bytes=_int("MAX_UPLOAD_BYTES", 1 << 30),
             upload_storage=env("UPLOAD_STORAGE", "local"),
             upload_dir=Path(env("UPLOAD_DIR", str(data_dir / "uploads"))),
+            upload_max_stored_bytes_per_user=_int("UPLOAD_MAX_STORED_BYTES_PER_USER", 5 << 30),
+            upload_max_concurrent_per_user=_int("UPLOAD_MAX_CONCURRENT_PER_USER", 4),
+            upload_slot_lease_seconds=_int("UPLOAD_SLOT_LEASE_SECONDS", 30),
             ingest_batch_size=_int("INGEST_BATCH_SIZE", 1000),
             csv_max_row_chars=_int("CSV_MAX_ROW_CHARS", 1 << 20),
             csv_max_header_chars=_int("CSV_MAX_HEADER_CHARS", 64 << 10),
@@ -120,6 +140,10 @@ class Settings:
             task_lease_seconds=_int("TASK_LEASE_SECONDS", 60),
             task_streams_per_user=_int("TASK_STREAMS_PER_USER", 8),
             task_streams_total=_int("TASK_STREAMS_TOTAL", 32),
+            task_max_pending_per_user=_int("TASK_MAX_PENDING_PER_USER", 10),
+            task_max_stored_rejections=_int("TASK_MAX_STORED_REJECTIONS", 10_000),
+            task_list_default_limit=_int("TASK_LIST_DEFAULT_LIMIT", 50),
+            task_list_max_limit=_int("TASK_LIST_MAX_LIMIT", 100),
             bcrypt_rounds=_int("BCRYPT_ROUNDS", 12),
             password_min_chars=_int("PASSWORD_MIN_CHARS", 8),
             login_max_failures=_int("LOGIN_MAX_FAILURES", 5),
@@ -137,6 +161,7 @@ class Settings:
             file_retention_seconds=_int("FILE_RETENTION_SECONDS", 7 * 24 * 3600),
             upload_orphan_grace_seconds=_int("UPLOAD_ORPHAN_GRACE_SECONDS", 24 * 3600),
             catalog_cache_ttl_seconds=_int("CATALOG_CACHE_TTL_SECONDS", 300),
+            catalog_cache_max_page_bytes=_int("CATALOG_CACHE_MAX_PAGE_BYTES", 1 << 20),
             gateway_request_headers_timeout_seconds=_int(
                 "GATEWAY_REQUEST_HEADERS_TIMEOUT_SECONDS", 10),
             gateway_idle_timeout_seconds=_int("GATEWAY_IDLE_TIMEOUT_SECONDS", 60),
@@ -147,6 +172,7 @@ class Settings:
             gateway_user_rate_limit=_int("GATEWAY_USER_RATE_LIMIT", 100),
             gateway_user_rate_window_seconds=_int("GATEWAY_USER_RATE_WINDOW_SECONDS", 10),
             gateway_rate_limit_max_keys=_int("GATEWAY_RATE_LIMIT_MAX_KEYS", 10000),
+            gateway_max_json_body_bytes=_int("GATEWAY_MAX_JSON_BODY_BYTES", 1 << 20),
             upload_max_seconds=_int("UPLOAD_MAX_SECONDS", 3600),
             upload_min_bytes_per_second=_int("UPLOAD_MIN_BYTES_PER_SECOND", 16384),
             upload_min_rate_grace_seconds=_int("UPLOAD_MIN_RATE_GRACE_SECONDS", 30),

@@ -13,7 +13,7 @@ from services.common.grpc_server import serve
 from services.common.settings import Settings
 from services.task.repository import TaskRepository
 from services.task.server import TaskServicer
-from services.task.service import TaskService
+from services.task.service import TaskLimits, TaskService
 from services.task.stream_slots import StreamSlots
 
 # Threads for every call but the long streams: as many as any service's whole pool (serve's
@@ -44,8 +44,12 @@ def main() -> None:
             if exc.code() != grpc.StatusCode.NOT_FOUND:  # already gone is what we wanted
                 raise
 
+    limits = TaskLimits(pending_per_user=settings.task_max_pending_per_user,
+                        stored_rejections=settings.task_max_stored_rejections,
+                        list_default=settings.task_list_default_limit,
+                        list_max=settings.task_list_max_limit)
     service = TaskService(repo, enqueue, delete_file, lease_seconds=settings.task_lease_seconds,
-                          file_retention_seconds=settings.file_retention_seconds)
+                          file_retention_seconds=settings.file_retention_seconds, limits=limits)
     interval = float(settings.task_sweep_seconds)
 
     def sweep() -> None:

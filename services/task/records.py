@@ -64,6 +64,9 @@ class Task:
     bytes_total: int
     created_at: datetime
     updated_at: datetime
+    # Orders tasks created within one millisecond (created_at's precision); None for tasks
+    # stored before it existed.
+    created_ns: int | None = None
     status: str = "pending"
     progress: Progress = Progress()
     rejected_sample: tuple[RejectedRow, ...] = ()  # the first rejected rows

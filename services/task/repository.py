@@ -23,6 +23,7 @@ from services.task.records import (
     Task,
     now,
 )
+from services.task.task_pages import Position
 
 SAMPLE_SIZE = 20
 # Newest first. Mongo keeps dates to the millisecond and random ids carry no order, so tasks
@@ -53,6 +54,7 @@ def task_from_document(doc: dict[str, Any]) -> Task:
         bytes_total=int(doc.get("bytes_total") or 0),
         created_at=doc["created_at"],
         updated_at=doc["updated_at"],
+        created_ns=doc.get("created_ns"),
         status=doc["status"],
         progress=Progress(**{f: int(counts.get(f, 0)) for f in PROGRESS_FIELDS}),
         rejected_sample=tuple(RejectedRow(r["line"], r["reason"], r["raw"])
@@ -77,6 +79,18 @@ def _rows(rejected: list[RejectedRow]) -> list[dict[str, Any]]:
     return [asdict(r) for r in rejected]
 
 
+def _after(position: Position) -> dict[str, Any]:
+    """The tasks that come after `position` in NEWEST_FIRST, where a missing `created_ns`
+    (tasks from before it) sorts lowest, as Mongo sorts null."""
+    at, same = position.created_at, {"created_at": position.created_at}
+    last = {"_id": {"$lt": _key(position.task_id)}}
+    if position.created_ns is None:
+        return {"$or": [{"created_at": {"$lt": at}}, {**same, "created_ns": None, **last}]}
+    ns = position.created_ns
+    return {"$or": [{"created_at": {"$lt": at}}, {**same, "created_ns": {"$lt": ns}},
+                    {**same, "created_ns": None}, {**same, "created_ns": ns, **last}]}
+
+
 class TaskRepository:
     def __init__(self, db: Database) -> None:
         self._tasks = db["task_tasks"]
@@ -84,6 +98,9 @@ class TaskRepository:
 
     def ensure_indexes(self) -> None:
         self._tasks.create_index([("user", ASCENDING), ("created_at", DESCENDING)], name="by_user")
+        # The pending-task quota counts a user's active tasks on every upload.
+        self._tasks.create_index([("user", ASCENDING), ("status", ASCENDING)],
+                                 name="by_user_status")
         self._tasks.create_index([("status", ASCENDING), ("lease_expires_at", ASCENDING)],
                                  name="by_status_lease")
         self._tasks.create_index([("file_deleted", ASCENDING), ("finished_at", ASCENDING)],
@@ -120,9 +137,14 @@ class TaskRepository:
     def get(self, task_id: str) -> Task | None:
         return _task(self._tasks.find_one({"_id": _key(task_id)}))
 
-    def list_for_user(self, user_id: str) -> list[Task]:
-        cursor = self._tasks.find({"user": user_id}).sort(NEWEST_FIRST)
+    def list_for_user(self, user_id: str, *, limit: int, skip: int = 0,
+                      after: Position | None = None) -> list[Task]:
+        query = {"user": user_id, **(_after(after) if after else {})}
+        cursor = self._tasks.find(query).sort(NEWEST_FIRST).skip(skip).limit(limit)
         return [task_from_document(doc) for doc in cursor]
+
+    def count_active(self, user_id: str) -> int:
+        return self._tasks.count_documents({"user": user_id, "status": {"$in": list(ACTIVE)}})
 
     def claim(self, task_id: str, worker_id: str, lease_seconds: int) -> Task | None:
         """Takes the lease when the task is active and nobody else holds a live one."""
@@ -156,9 +178,10 @@ class TaskRepository:
         progress: Progress,
         rejected: list[RejectedRow],
         lease_seconds: int,
+        keep_rejections: int,
     ) -> Task | None:
         """Records progress while `worker_id` holds the lease, and renews it. None: lease lost."""
-        self._add_rejections(task_id, rejected)
+        self._add_rejections(task_id, rejected, keep_rejections)
         t = now()
         update: dict[str, Any] = {
             "$set": {
@@ -184,8 +207,9 @@ class TaskRepository:
         progress: Progress | None,
         rejected: list[RejectedRow],
         error: str,
+        keep_rejections: int,
     ) -> Task | None:
-        self._add_rejections(task_id, rejected)
+        self._add_rejections(task_id, rejected, keep_rejections)
         t = now()
         ended = {"status": status, "error": error, "updated_at": t, "finished_at": t}
         update: dict[str, Any] = {
@@ -253,11 +277,27 @@ class TaskRepository:
         for doc in self._rejections.find({"task_id": task_id}, {"_id": 0}).sort("line", ASCENDING):
             yield RejectedRow(doc["line"], doc["reason"], doc["raw"])
 
-    def _add_rejections(self, task_id: str, rejected: list[RejectedRow]) -> None:
+    def count_rejections(self, task_id: str) -> int:
+        return self._rejections.count_documents({"task_id": task_id})
+
+    def _add_rejections(self, task_id: str, rejected: list[RejectedRow], keep: int) -> None:
+        """Stores the rows not stored yet, as many as the task has room for under `keep`: the
+        first rows by line, since reports come in line order. Rows a replayed batch sends again
+        are left out before the rest is cut to the room, or they would take the place of rows
+        never stored."""
         if not rejected:
             return
+        room = keep - self.count_rejections(task_id)
+        if room <= 0:
+            return
+        lines = [r.line for r in rejected]
+        stored = set(self._rejections.distinct("line", {"task_id": task_id,
+                                                         "line": {"$in": lines}}))
+        new = sorted((r for r in rejected if r.line not in stored), key=lambda r: r.line)[:room]
+        if not new:
+            return
         try:
-            self._rejections.insert_many([{**r, "task_id": task_id} for r in _rows(rejected)],
+            self._rejections.insert_many([{**r, "task_id": task_id} for r in _rows(new)],
                                          ordered=False)
         except BulkWriteError as exc:
             # Rows already recorded by an earlier attempt of the same batch are fine.

@@ -17,7 +17,7 @@ from marquee.task.v1 import task_pb2, task_pb2_grpc
 from services.common.access import current_caller
 from services.common.rest import json_body
 from services.task.records import PROGRESS_FIELDS, NewTask, Progress, RejectedRow, Task
-from services.task.service import TaskService, pace
+from services.task.service import RejectionsExport, TaskPage, TaskService, pace
 from services.task.stream_slots import StreamSlots
 
 _TIMES = ("created_at", "started_at", "updated_at", "finished_at")
@@ -47,6 +47,14 @@ def _rows(rows: Iterable[task_pb2.RejectedRow]) -> list[RejectedRow]:
     return [RejectedRow(line=r.line, reason=r.reason, raw=r.raw) for r in rows]
 
 
+def _page(service: TaskService, request: task_pb2.ListTasksRequest) -> TaskPage:
+    def opt(name: str) -> int | None:
+        return getattr(request, name) if request.HasField(name) else None
+
+    return service.list_tasks(current_caller().user_id, page=opt("page"), limit=opt("limit"),
+                              page_size=request.page_size, page_token=request.page_token)
+
+
 def _rest_json(message: task_pb2.Task) -> dict[str, Any]:
     return json_format.MessageToDict(message, preserving_proto_field_name=True,
                                      always_print_fields_with_no_presence=True)
@@ -70,13 +78,16 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
 
     def ListTasks(self, request: task_pb2.ListTasksRequest, context: grpc.ServicerContext
                   ) -> task_pb2.ListTasksResponse:
-        tasks = self._service.list_tasks(current_caller().user_id)
-        return task_pb2.ListTasksResponse(tasks=[to_proto(t) for t in tasks])
+        page = _page(self._service, request)
+        return task_pb2.ListTasksResponse(tasks=[to_proto(t) for t in page.tasks],
+                                          next_page_token=page.next_page_token)
 
     def ListTasksJson(self, request: task_pb2.ListTasksRequest, context: grpc.ServicerContext
                       ) -> httpbody_pb2.HttpBody:
-        tasks = self._service.list_tasks(current_caller().user_id)
-        return json_body([_rest_json(to_proto(t)) for t in tasks])
+        page = _page(self._service, request)
+        if page.next_page_token:  # the body stays the contract's bare array
+            context.send_initial_metadata((("x-next-page-token", page.next_page_token),))
+        return json_body([_rest_json(to_proto(t)) for t in page.tasks])
 
     def WatchTask(self, request: task_pb2.WatchTaskRequest, context: grpc.ServicerContext
                   ) -> Iterator[task_pb2.Task]:
@@ -92,17 +103,26 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
     def ExportTaskErrors(self, request: task_pb2.ExportTaskErrorsRequest,
                          context: grpc.ServicerContext) -> Iterator[httpbody_pb2.HttpBody]:
         self._hold_stream_slot(context)
-        rows = self._service.rejections(request.task_id, current_caller().user_id)
+        export = self._service.rejections(request.task_id, current_caller().user_id)
+        context.send_initial_metadata(((NOT_STORED_HEADER, str(export.not_stored)),))
         buffer = io.StringIO()
         writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
         writer.writerow(["line", "reason", "raw"])
         first = True
-        for i, row in enumerate(rows, 1):
+        for i, row in enumerate(export.rows, 1):
             writer.writerow([row.line, spreadsheet_safe(row.reason), spreadsheet_safe(row.raw)])
             if i % 500 == 0:
                 yield _csv_chunk(buffer, first)
                 first = False
+        if export.not_stored:
+            writer.writerow(["", truncation_note(export), ""])
         yield _csv_chunk(buffer, first)
+
+    def CheckTaskQuota(self, request: task_pb2.CheckTaskQuotaRequest,
+                       context: grpc.ServicerContext) -> task_pb2.CheckTaskQuotaResponse:
+        active = self._service.check_quota(request.user, request.incoming)
+        return task_pb2.CheckTaskQuotaResponse(active=active,
+                                               limit=self._service.limits.pending_per_user)
 
     def CreateTask(self, request: task_pb2.CreateTaskRequest, context: grpc.ServicerContext
                    ) -> task_pb2.Task:
@@ -134,6 +154,18 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
             request.task_id, request.worker_id, request.status, progress,
             _rows(request.rejected), request.error,
         ))
+
+
+# How many rejected rows the task counted but did not store, before the errors export's body,
+# for programs; people read the export's last row.
+NOT_STORED_HEADER = "x-rejections-not-stored"
+
+
+def truncation_note(export: RejectionsExport) -> str:
+    """The `reason` of the errors export's last row when rows are missing (its `line` and
+    `raw` are empty, so no program takes it for a rejected row)."""
+    return (f"{export.not_stored} more rejected rows were not stored: a task keeps its first "
+            f"{export.stored_at_most} (TASK_MAX_STORED_REJECTIONS); rows_rejected counts them all")
 
 
 # A spreadsheet reads a cell that starts with one of these as a formula (=HYPERLINK(...) sends

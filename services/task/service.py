@@ -1,4 +1,5 @@
-"""Task use cases: create and enqueue, read with ownership, leases for workers, cancel, watch."""
+"""Task use cases: create and enqueue (within the user's quota), read with ownership, pages of
+the list, leases for workers, cancel, watch, the errors export."""
 
 from __future__ import annotations
 
@@ -10,8 +11,15 @@ from datetime import timedelta
 from typing import Protocol
 
 from services.common import jobs
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.common.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    LimitReached,
+    NotFound,
+    PermissionDenied,
+)
 from services.task.records import ACTIVE, TERMINAL, NewTask, Progress, RejectedRow, Task
+from services.task.task_pages import Position, encode_token, list_query, position_of
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +32,14 @@ class Tasks(Protocol):
     def create(self, new: NewTask) -> Task: ...
     def get(self, task_id: str) -> Task | None: ...
 
-    def list_for_user(self, user_id: str) -> list[Task]:
-        """The user's tasks, newest first."""
+    def list_for_user(self, user_id: str, *, limit: int, skip: int = 0,
+                      after: Position | None = None) -> list[Task]:
+        """Up to `limit` of the user's tasks, newest first (on created_at, created_ns, id),
+        after skipping `skip` of them, or those that come after `after`."""
+        ...
+
+    def count_active(self, user_id: str) -> int:
+        """The user's pending and processing tasks."""
         ...
 
     def claim(self, task_id: str, worker_id: str, lease_seconds: int) -> Task | None:
@@ -34,13 +48,17 @@ class Tasks(Protocol):
         ...
 
     def report(self, task_id: str, worker_id: str, progress: Progress,
-               rejected: list[RejectedRow], lease_seconds: int) -> Task | None:
-        """Replaces the progress and renews the lease while `worker_id` holds it."""
+               rejected: list[RejectedRow], lease_seconds: int,
+               keep_rejections: int) -> Task | None:
+        """Replaces the progress and renews the lease while `worker_id` holds it. Of the
+        rejected rows, those not stored yet are stored while the task has fewer than
+        `keep_rejections`, the lowest lines first."""
         ...
 
     def finish(self, task_id: str, worker_id: str, status: str, progress: Progress | None,
-               rejected: list[RejectedRow], error: str) -> Task | None:
-        """Ends the task while `worker_id` holds the lease; `progress` None keeps the counts."""
+               rejected: list[RejectedRow], error: str, keep_rejections: int) -> Task | None:
+        """Ends the task while `worker_id` holds the lease; `progress` None keeps the counts.
+        Rejected rows are stored as `report` stores them."""
         ...
 
     def request_cancel(self, task_id: str) -> Task | None:
@@ -64,8 +82,45 @@ class Tasks(Protocol):
     def mark_requeued(self, task_id: str) -> None: ...
 
     def rejections(self, task_id: str) -> Iterator[RejectedRow]:
-        """Every rejected row of the task, by line."""
+        """Every stored rejected row of the task, by line."""
         ...
+
+    def count_rejections(self, task_id: str) -> int:
+        """How many rejected rows of the task are stored."""
+        ...
+
+
+@dataclass(frozen=True)
+class TaskLimits:
+    """What one user, or one task, may take (the TASK_MAX_* and TASK_LIST_* settings)."""
+
+    pending_per_user: int = 10
+    stored_rejections: int = 10_000
+    list_default: int = 50
+    list_max: int = 100
+
+    def __post_init__(self) -> None:
+        if self.pending_per_user < 1 or self.stored_rejections < 0:
+            raise SystemExit("TASK_MAX_PENDING_PER_USER must be at least 1 and "
+                             "TASK_MAX_STORED_REJECTIONS at least 0")
+        if not 1 <= self.list_default <= self.list_max:
+            raise SystemExit(f"TASK_LIST_DEFAULT_LIMIT ({self.list_default}) must be from 1 to "
+                             f"TASK_LIST_MAX_LIMIT ({self.list_max})")
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    tasks: list[Task]
+    next_page_token: str  # "" on the last page
+
+
+@dataclass(frozen=True)
+class RejectionsExport:
+    """A task's stored rejected rows, and how many more it counted than were stored."""
+
+    rows: Iterator[RejectedRow]
+    not_stored: int
+    stored_at_most: int
 
 
 class TaskService:
@@ -78,6 +133,7 @@ class TaskService:
         lease_seconds: int,
         file_retention_seconds: int,
         max_attempts: int = 5,
+        limits: TaskLimits = TaskLimits(),
     ) -> None:
         self._repo = repo
         self._enqueue = enqueue
@@ -85,6 +141,7 @@ class TaskService:
         self._file_retention = timedelta(seconds=file_retention_seconds)
         self.lease_seconds = lease_seconds
         self._max_attempts = max_attempts
+        self.limits = limits
 
     # --- for users -------------------------------------------------------------------------
 
@@ -96,8 +153,19 @@ class TaskService:
             raise PermissionDenied("this task belongs to another user")
         return task
 
-    def list_tasks(self, user_id: str) -> list[Task]:
-        return self._repo.list_for_user(user_id)
+    def list_tasks(self, user_id: str, *, page: int | None = None, limit: int | None = None,
+                   page_size: int = 0, page_token: str = "") -> TaskPage:
+        """A page of the user's tasks, newest first (see task_pages for the parameters)."""
+        query = list_query(page=page, limit=limit, page_size=page_size, page_token=page_token,
+                           default_limit=self.limits.list_default,
+                           max_limit=self.limits.list_max)
+        # One task more than the page tells whether another page follows.
+        tasks = self._repo.list_for_user(user_id, limit=query.limit + 1, skip=query.skip,
+                                         after=query.after)
+        if len(tasks) <= query.limit:
+            return TaskPage(tasks, "")
+        tasks = tasks[: query.limit]
+        return TaskPage(tasks, encode_token(position_of(tasks[-1])))
 
     def cancel(self, task_id: str, user_id: str) -> Task:
         task = self.get(task_id, user_id)
@@ -120,16 +188,41 @@ class TaskService:
                 return
             time.sleep(interval)
 
-    def rejections(self, task_id: str, user_id: str) -> Iterator[RejectedRow]:
-        self.get(task_id, user_id)
-        return self._repo.rejections(task_id)
+    def rejections(self, task_id: str, user_id: str) -> RejectionsExport:
+        task = self.get(task_id, user_id)
+        # While the task runs, rows may be stored a moment before the count that includes them.
+        not_stored = max(0, task.progress.rows_rejected - self._repo.count_rejections(task_id))
+        return RejectionsExport(self._repo.rejections(task_id), not_stored,
+                                self.limits.stored_rejections)
 
     # --- for services ----------------------------------------------------------------------
 
+    def check_quota(self, user_id: str, incoming: int) -> int:
+        """The user's active (pending or processing) tasks, if `incoming` more still fit under
+        the per-user limit; LimitReached, saying what to do, if not."""
+        if not user_id:
+            raise InvalidArgument("user is required")
+        if incoming < 1:
+            raise InvalidArgument(f"incoming must be at least 1 (got {incoming})")
+        active = self._repo.count_active(user_id)
+        limit = self.limits.pending_per_user
+        if active + incoming > limit:
+            uploading = f" and {_count(incoming - 1, 'more upload')} in progress" \
+                if incoming > 1 else ""
+            raise LimitReached(
+                f"too many tasks at once: you have {_count(active, 'task')} pending or "
+                f"processing{uploading}, and one user may have {limit}; wait for one to end "
+                "(GET /tasks shows them) and upload again")
+        return active
+
     def create(self, new: NewTask) -> Task:
+        """Stores and enqueues the task; LimitReached when the user has as many active tasks
+        as they may. (Two creations for one user at the same instant may both pass; the upload
+        service's check before the bytes, which counts uploads in progress, keeps that rare.)"""
         if not (new.user_id and new.kind and new.file_id):
             raise InvalidArgument("user, kind and file_id are required")
         jobs.job_name(new.kind)  # refuses a kind no job runs: such a task would wait forever
+        self.check_quota(new.user_id, incoming=1)
         task = self._repo.create(new)
         try:
             self._enqueue(task.kind, task.id)
@@ -156,7 +249,8 @@ class TaskService:
 
     def report(self, task_id: str, worker_id: str, progress: Progress,
                rejected: list[RejectedRow]) -> Task:
-        task = self._repo.report(task_id, worker_id, progress, rejected, self.lease_seconds)
+        task = self._repo.report(task_id, worker_id, progress, rejected, self.lease_seconds,
+                                 self.limits.stored_rejections)
         if task is None:
             raise FailedPrecondition("lease lost: the task ended or another worker took it")
         return task
@@ -166,7 +260,8 @@ class TaskService:
         """Ends the task; `progress` None keeps the counts already recorded."""
         if status not in TERMINAL:
             raise InvalidArgument(f"status must be one of {', '.join(TERMINAL)}")
-        task = self._repo.finish(task_id, worker_id, status, progress, rejected, error)
+        task = self._repo.finish(task_id, worker_id, status, progress, rejected, error,
+                                 self.limits.stored_rejections)
         if task is None:
             raise FailedPrecondition("lease lost: the task ended or another worker took it")
         log.info("task finished", extra={"task_id": task_id, "status": status,
@@ -199,6 +294,10 @@ class TaskService:
             log.info("file deleted after retention", extra={"task_id": task.id,
                                                             "file_id": task.file_id})
         return len(expired)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,14 @@
-"""The files collection: one record per stored upload."""
+"""The upload service's collections: one record per stored upload, and the slots that bound
+each user's uploads in progress (services/upload/upload_slots.py)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 from services.upload.records import UploadedFile
 
@@ -41,3 +44,44 @@ class FileRepository:
     def mark_deleted(self, file_id: str) -> UploadedFile | None:
         self._files.update_one({"_id": file_id}, {"$set": {"deleted": True}})
         return self.get(file_id)
+
+    def stored_bytes(self, owner: str) -> int:
+        """The size of the user's files that are still stored."""
+        totals = self._files.aggregate([
+            {"$match": {"owner": owner, "deleted": False}},
+            {"$group": {"_id": None, "bytes": {"$sum": "$size_bytes"}}},
+        ])
+        return int(next(totals, {"bytes": 0})["bytes"])
+
+
+class UploadSlotRepository:
+    """`upload_slots`: one record per slot a user's upload holds, `_id` "<owner>:<n>". A
+    record whose lease ended (its upload service died) stays until an upload takes it over, so
+    there are never more records than users times slots."""
+
+    def __init__(self, db: Database) -> None:
+        self._slots = db["upload_slots"]
+
+    def ensure_indexes(self) -> None:
+        self._slots.create_index([("lease", ASCENDING)], name="by_lease")
+
+    def try_take(self, slot_id: str, owner: str, lease: str, until: datetime,
+                 now: datetime) -> bool:
+        held = {"owner": owner, "lease": lease, "expires_at": until}
+        try:
+            self._slots.insert_one({"_id": slot_id, **held})
+            return True
+        except DuplicateKeyError:  # the slot exists: free only if its lease has ended
+            taken = self._slots.update_one({"_id": slot_id, "expires_at": {"$lte": now}},
+                                           {"$set": held})
+            return taken.modified_count == 1
+
+    def count_held(self, slot_ids: list[str], now: datetime) -> int:
+        return self._slots.count_documents({"_id": {"$in": slot_ids},
+                                            "expires_at": {"$gt": now}})
+
+    def renew(self, leases: list[str], until: datetime) -> None:
+        self._slots.update_many({"lease": {"$in": leases}}, {"$set": {"expires_at": until}})
+
+    def release(self, lease: str) -> None:
+        self._slots.delete_one({"lease": lease})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC
 from typing import TypeVar
@@ -58,12 +58,13 @@ class MinRate:
 
     bytes_per_second: int
     grace_seconds: float
+    clock: Callable[[], float] = time.monotonic
 
     def enforce(self, messages: Iterator[M]) -> Iterator[M]:
-        started, received = time.monotonic(), 0
+        started, received = self.clock(), 0
         for message in messages:
             received += message.ByteSize()
-            elapsed = time.monotonic() - started
+            elapsed = self.clock() - started
             if elapsed > self.grace_seconds and received < self.bytes_per_second * elapsed:
                 raise UploadTooSlow(
                     f"upload too slow: {received} bytes in {elapsed:.0f} s; uploads must average "

@@ -1,15 +1,17 @@
-"""Upload use cases: stream bytes to storage under a limit, record the file, start its task."""
+"""Upload use cases: stream bytes to storage under the size limit and the user's quotas, record
+the file, start its task."""
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from services.common.errors import InvalidArgument, NotFound, TooLarge, Unavailable
+from services.common.errors import InvalidArgument, LimitReached, NotFound, TooLarge, Unavailable
 from services.common.ids import random_id
 from services.upload.hashing import BackgroundSha256
 from services.upload.records import UploadedFile
@@ -28,18 +30,65 @@ class StoredUpload:
     sha256: str
 
 
-# Asks the task service to ingest a stored file; returns the task id. It gets the file's record
-# as a dict (the fields of UploadedFile) and `username`, the owner's name.
-# Asks the task service for the file's ingestion task (the owner's username shown on it).
-CreateTask = Callable[[UploadedFile, str], str]
-
-
 class Files(Protocol):
     """The file records: FileRepository, or an in-memory fake in the unit tests."""
 
     def add(self, file: UploadedFile) -> None: ...
     def get(self, file_id: str) -> UploadedFile | None: ...
     def mark_deleted(self, file_id: str) -> UploadedFile | None: ...
+
+    def stored_bytes(self, owner: str) -> int:
+        """The size of the user's files not deleted."""
+        ...
+
+
+class Tasks(Protocol):
+    """The task service: TaskClient over gRPC, or a fake in the unit tests."""
+
+    def check_quota(self, owner: str, incoming: int) -> None:
+        """LimitReached when the user may not have `incoming` tasks more than now;
+        Unavailable when the task service cannot tell."""
+        ...
+
+    def create(self, file: UploadedFile, username: str) -> str:
+        """The id of the file's new ingestion task, showing the owner's `username`;
+        LimitReached when the user has as many tasks as they may."""
+        ...
+
+
+class Slots(Protocol):
+    """The user's uploads in progress: UploadSlots."""
+
+    def hold(self, owner: str) -> AbstractContextManager[int]:
+        """Holds one of the user's slots while the block runs and gives how many uploads they
+        have in progress, this one included; LimitReached if they have no slot free."""
+        ...
+
+
+@dataclass(frozen=True)
+class StorageQuota:
+    """How many bytes one user's stored files may take (UPLOAD_MAX_STORED_BYTES_PER_USER).
+    Files go FILE_RETENTION_SECONDS after their task ended, which the refusal tells."""
+
+    bytes_per_user: int
+    retention_seconds: int
+
+    def refusal(self, stored: int) -> TooLarge:
+        room = max(0, self.bytes_per_user - stored)
+        return TooLarge(
+            f"this upload would pass your storage quota: your stored files take {stored} of the "
+            f"{self.bytes_per_user} bytes one user may keep, so an upload may have {room} bytes "
+            f"now; files are deleted {_duration(self.retention_seconds)} after their task ended "
+            "(there is no way to delete one yourself yet)")
+
+
+def _duration(seconds: int) -> str:
+    """`seconds` in the largest unit that counts it whole: "7 days", "90 seconds"."""
+    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= length and seconds % length == 0:
+            count = seconds // length
+            return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
+    return "0 seconds"
 
 
 def display_name(client_name: str) -> str:
@@ -50,17 +99,45 @@ def display_name(client_name: str) -> str:
 
 
 class UploadService:
-    def __init__(self, files: Files, storage: Storage, create_task: CreateTask,
-                 max_bytes: int) -> None:
+    def __init__(self, files: Files, storage: Storage, tasks: Tasks, max_bytes: int, *,
+                 slots: Slots, quota: StorageQuota) -> None:
         self._files = files
         self._storage = storage
-        self._create_task = create_task
+        self._tasks = tasks
         self.max_bytes = max_bytes
+        self._slots = slots
+        self._quota = quota
 
     def upload(self, owner: str, filename: str, chunks: Iterable[bytes], *,
                username: str = "") -> StoredUpload:
         """Stores the bytes for the user `owner` (an id; `username` is the name shown on the
-        task, empty when the token carries none), records the file and starts its task."""
+        task, empty when the token carries none), records the file and starts its task.
+
+        The user's quotas are checked before a byte is read: uploads in progress and tasks not
+        ended (LimitReached, 429), then room in storage (TooLarge, 413). The upload's slot is
+        held until its task exists, so that the pending-task check of the user's other uploads
+        counts it."""
+        with self._slots.hold(owner) as uploading:
+            self._tasks.check_quota(owner, incoming=uploading)
+            file = self._store(owner, filename, chunks, self._room(owner))
+            self._files.add(file)
+            self._keep_within_quota(file)
+            task_id = self._start_task(file, username)
+        log.info("file stored", extra={"file_id": file.id, "task_id": task_id, "owner": owner,
+                                       "bytes": file.size_bytes})
+        return StoredUpload(task_id, file.id, file.size_bytes, file.sha256)
+
+    def _room(self, owner: str) -> int:
+        """How many bytes the user's next file may have within the storage quota."""
+        stored = self._files.stored_bytes(owner)
+        if stored >= self._quota.bytes_per_user:
+            raise self._quota.refusal(stored)
+        return self._quota.bytes_per_user - stored
+
+    def _store(self, owner: str, filename: str, chunks: Iterable[bytes], room: int
+               ) -> UploadedFile:
+        """Streams the bytes to storage, refusing them mid-stream once they pass the size
+        limit or the user's `room`; nothing is kept of a refused or failed upload."""
         file_id = random_id()
         file_path = f"{file_id}.csv"
         size = 0
@@ -71,6 +148,8 @@ class UploadService:
                     size += len(chunk)
                     if size > self.max_bytes:
                         raise TooLarge(f"file is larger than the limit of {self.max_bytes} bytes")
+                    if size > room:
+                        raise self._quota.refusal(self._quota.bytes_per_user - room)
                     sha.update(chunk)
                     writer.write(chunk)
                 if size == 0:
@@ -81,21 +160,31 @@ class UploadService:
             writer.abort()
             log.info("upload aborted", extra={"file_id": file_id, "bytes": size})
             raise
-        file = UploadedFile(
+        return UploadedFile(
             id=file_id, owner=owner, original_name=display_name(filename), file_path=file_path,
             size_bytes=size, sha256=sha256, created_at=datetime.now(UTC).replace(tzinfo=None),
         )
-        self._files.add(file)
+
+    def _keep_within_quota(self, file: UploadedFile) -> None:
+        """Counts again once the file is recorded: the user's other uploads may have ended
+        while this one streamed. Of two that pass the quota together, each sees the other's
+        record, so neither is kept rather than both."""
+        stored = self._files.stored_bytes(file.owner)
+        if stored > self._quota.bytes_per_user:
+            self.delete(file.id)
+            raise self._quota.refusal(stored - file.size_bytes)
+
+    def _start_task(self, file: UploadedFile, username: str) -> str:
         try:
-            task_id = self._create_task(file, username)
+            return self._tasks.create(file, username)
+        except LimitReached:
+            self.delete(file.id)
+            raise
         except Exception as exc:
-            self.delete(file_id)
-            log.exception("task creation failed", extra={"file_id": file_id})
+            self.delete(file.id)
+            log.exception("task creation failed", extra={"file_id": file.id})
             raise Unavailable("the upload was stored but its task could not be created, so it "
                               "was discarded: try again") from exc
-        log.info("file stored", extra={"file_id": file_id, "task_id": task_id, "owner": owner,
-                                       "bytes": size})
-        return StoredUpload(task_id, file_id, size, sha256)
 
     def get(self, file_id: str) -> UploadedFile:
         file = self._files.get(file_id)

@@ -28,6 +28,9 @@ HEAD_CHARS = 2000  # what a record skipped for its length keeps, to show which r
 DELIMITERS = ",;\t|"  # the sniffer's candidates; a comma wins ties
 _SKIP_CHARS = 1 << 16  # the piece size in which an over-long record is read past
 _QUOTED = re.compile(r'"[^"]*"')
+# Blank lines are skipped before csv.reader sees them: a file of nothing else is read at a
+# fraction of a microsecond per line, not the microsecond and more that a record costs.
+_BARE_LINE_BREAKS = frozenset({"\n", "\r\n", "\r"})
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
          (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
          (codecs.BOM_UTF16_BE, "utf-16"))
@@ -46,6 +49,12 @@ class CsvLimits:
     max_row_chars: int
     max_header_chars: int
     max_columns: int
+
+    def __post_init__(self) -> None:
+        # A bound below 1 would read every file as empty: refuse it when the worker starts.
+        for name, value in vars(self).items():
+            if value < 1:
+                raise ValueError(f"setting CSV_{name.upper()} must be at least 1, got {value}")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CsvLimits:
@@ -212,10 +221,14 @@ class CsvLines:
                 # The \n of a \r\n that a size cut in two: it ends no line of its own. (Only a
                 # cut parts them: the decoder holds a final \r back until it sees what follows.)
                 line = self._text.readline(room + 1)
+        if not self._chars:
+            while line in _BARE_LINE_BREAKS:  # blank lines between records: count them only
+                self.lines_read += 1
+                self.record_line += 1
+                line = self._text.readline(room + 1)
+            self.head = line[:HEAD_CHARS]
         if not line:
             raise StopIteration
-        if not self._chars:
-            self.head = line[:HEAD_CHARS]
         self._chars += len(line)
         self._quotes += line.count('"')
         if self._chars > self.limit:

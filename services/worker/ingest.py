@@ -35,9 +35,10 @@ TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
              grpc.StatusCode.ABORTED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 MAX_RAW = 2000
 PIPELINE_DEPTH = 2
-# A batch also ends at this many bytes of movies: rows of long fields (each within its bounds)
-# would otherwise make a batch of INGEST_BATCH_SIZE rows hundreds of MB, in the worker's memory
-# and past gRPC's message limit. Ordinary rows (about 0.5 KB) never reach it.
+# A batch also ends at this many bytes of movies and rejected rows: rows of long fields (each
+# within its bounds) would otherwise make a batch of INGEST_BATCH_SIZE rows hundreds of MB, in
+# the worker's memory and past the catalog's and the task service's message limits (16 MiB, for
+# up to PIPELINE_DEPTH + 1 batches in one report). Ordinary rows (about 0.5 KB) never reach it.
 MAX_BATCH_BYTES = 4 << 20
 
 
@@ -91,7 +92,7 @@ def _raw(record: Record) -> str:
     shown: list[str] = []
     size = 0
     for value in record.fields:
-        if size >= MAX_RAW:
+        if size > MAX_RAW:
             break
         shown.append(value[:MAX_RAW])
         size += len(shown[-1]) + 1
@@ -172,8 +173,10 @@ class CsvIngestion:
                     batch.accepted += 1
                     batch.size_bytes += movie.ByteSize()
                 except RowRejected as exc:
-                    batch.rejected.append(task_pb2.RejectedRow(line=record.line, reason=str(exc),
-                                                               raw=_raw(record)))
+                    rejected = task_pb2.RejectedRow(line=record.line, reason=str(exc),
+                                                    raw=_raw(record))
+                    batch.rejected.append(rejected)
+                    batch.size_bytes += rejected.ByteSize()
                 if batch.full(self._batch_size):
                     self._commit(pipe.send(list(batch.movies.values()),
                                            self._close(batch, counts, stream)))

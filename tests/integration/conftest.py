@@ -26,6 +26,7 @@ DATA = Path(os.environ.get("MARQUEE_TEST_DATA",
                            Path(__file__).resolve().parents[3] / "shared" / "data"))
 TMDB = DATA / "tmdb-top10k.csv"
 TEST_MAX_UPLOAD = 16 * 1024 * 1024
+STORED_BYTES_QUOTA = 2 * TEST_MAX_UPLOAD
 STORAGES = ["local", "gridfs"]
 RETENTION_SECONDS = 8
 ORPHAN_GRACE_SECONDS = 10
@@ -89,17 +90,30 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                          "WORKER_CONCURRENCY": "2",
                          # The gateway's limits (test_abuse_gateway). Its tests claim other client
                          # addresses through X-Forwarded-For, so one trusted hop. The rate limits
-                         # sit well above what the rest of the suite sends to the auth methods
-                         # from 127.0.0.1, or as one user, yet a flood passes them within a
-                         # second. Slow clients are cut off soon enough to wait for.
+                         # sit well above what the rest of the suite sends in a minute to the
+                         # auth methods from 127.0.0.1 (about 50) or as one user (all users
+                         # together: about 400), yet a flood passes them within seconds.
+                         # Slow clients are cut off soon enough to wait for.
                          "GATEWAY_XFF_TRUSTED_HOPS": "1",
-                         "GATEWAY_AUTH_RATE_LIMIT": "150", "GATEWAY_AUTH_RATE_WINDOW_SECONDS": "10",
-                         "GATEWAY_USER_RATE_LIMIT": "300", "GATEWAY_USER_RATE_WINDOW_SECONDS": "10",
+                         "GATEWAY_AUTH_RATE_LIMIT": "150", "GATEWAY_AUTH_RATE_WINDOW_SECONDS": "60",
+                         "GATEWAY_USER_RATE_LIMIT": "600", "GATEWAY_USER_RATE_WINDOW_SECONDS": "60",
                          "GATEWAY_REQUEST_HEADERS_TIMEOUT_SECONDS": "3",
                          "UPLOAD_MIN_RATE_GRACE_SECONDS": "3",
                          # A username locked by failed logins is free again soon enough to wait
                          # for (test_abuse_auth); the doubling and the cap are unit-tested.
                          "LOGIN_LOCK_SECONDS": "3",
+                         # Per-user quotas (test_abuse_quotas), low enough to reach quickly and
+                         # above what any other module needs: test_concurrency has 3 uploads of
+                         # a user at once, test_abuse_services 5 tasks of a user not ended
+                         # (one never is), test_memory 15 MB stored by one user. A slot whose
+                         # upload service died is free again within seconds.
+                         "UPLOAD_MAX_CONCURRENT_PER_USER": "3",
+                         "TASK_MAX_PENDING_PER_USER": "6",
+                         "UPLOAD_MAX_STORED_BYTES_PER_USER": str(STORED_BYTES_QUOTA),
+                         "UPLOAD_SLOT_LEASE_SECONDS": "6",
+                         "TASK_MAX_STORED_REJECTIONS": "1000",
+                         # Small enough for a flood of cached pages to fill it in seconds.
+                         "REDIS_MAXMEMORY_BYTES": str(16 << 20),
                          # With MONGO_URI/REDIS_URL set, the same tests run on real servers.
                          "MONGO_DB": f"marquee_test_{uuid.uuid4().hex[:8]}",
                          "UPLOAD_STORAGE": request.param})
@@ -204,10 +218,13 @@ def tmdb_ingested(api: Api) -> dict[str, Any]:
     return {"owner": owner, "task": task}
 
 
-# Modules that read the whole catalog run before those that pour volume into it.
-MODULE_ORDER = ["test_auth", "test_upload_tasks", "test_grpc", "test_movies", "test_messy_files",
-                "test_progress", "test_concurrency", "test_crash_safety", "test_memory",
-                "test_abuse_auth", "test_abuse_gateway", "test_abuse_services"]
+# Modules that read the whole catalog run before those that pour volume into it. The gateway's
+# floods run early, while the services answer at their usual speed: a flood has to outrun the
+# rate limits' refill, and the bystander's /movies has to answer within its bound.
+MODULE_ORDER = ["test_auth", "test_abuse_gateway", "test_upload_tasks", "test_grpc", "test_movies",
+                "test_messy_files", "test_progress", "test_concurrency", "test_abuse_worker",
+                "test_crash_safety", "test_memory", "test_abuse_auth", "test_abuse_services",
+                "test_abuse_quotas"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

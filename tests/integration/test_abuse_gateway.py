@@ -1,4 +1,5 @@
-"""Issue 10, items 10 and 11 and the gateway's rate limits, replayed against the real stack.
+"""Issue 10, items 10 and 11, the gateway's rate limits and its bound on REST bodies, replayed
+against the real stack.
 
 Tokens the services would refuse are refused by Envoy too (or, for a token without `kid`, which
 Envoy cannot require, by the service behind it); a token in the query string is refused and never
@@ -11,11 +12,14 @@ and the rest of the suite, the bystander included, sends from 127.0.0.1 with a b
 
 from __future__ import annotations
 
+import itertools
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -28,11 +32,13 @@ from marquee.task.v1 import task_pb2, task_pb2_grpc
 from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
 from services.auth.keys import load_or_create
 from tests.integration.bystander import Bystander
-from tests.integration.conftest import Api, User, log_lines
+from tests.integration.conftest import TEST_MAX_UPLOAD, Api, User, generated_csv, log_lines
 
 ATTACKER = "203.0.113.7"  # documentation addresses (RFC 5737), claimed through X-Forwarded-For
 NEIGHBOUR = "203.0.113.8"
-FLOOD_THREADS = 16
+BODY_SENDER = "203.0.113.9"
+FLOOD_THREADS = 32
+ENOUGH_REFUSALS = 40  # a flood stops once this many were refused, or after 4 x the limit
 RATE_LIMITED_MESSAGE = "too many requests: retry after the number of seconds in Retry-After"
 
 
@@ -193,12 +199,27 @@ def test_a_trickled_upload_is_cut_off_and_hurts_no_one(api: Api, stack: Stack,
 # --- rate limits -----------------------------------------------------------------------------
 
 
-def _flood(send: Callable[[int], requests.Response], count: int
+def _flood(send: Callable[[int], requests.Response], limit: int
            ) -> tuple[list[requests.Response], float]:
-    """`count` calls of `send(n)` from FLOOD_THREADS threads; the responses and the seconds."""
+    """Calls `send(n)` from FLOOD_THREADS threads at once until ENOUGH_REFUSALS were refused or
+    4 x `limit` were sent; the responses and the seconds. Each thread sends its next request as
+    soon as the last one is answered, and refusals come back at once."""
+    responses: list[requests.Response] = []
+    lock = threading.Lock()
+    numbers = itertools.count()
+
+    def worker() -> None:
+        while (n := next(numbers)) < 4 * limit:
+            response = send(n)
+            with lock:
+                responses.append(response)
+                if sum(r.status_code == 429 for r in responses) >= ENOUGH_REFUSALS:
+                    return
+
     started = time.monotonic()
     with ThreadPoolExecutor(FLOOD_THREADS) as pool:
-        responses = list(pool.map(send, range(count)))
+        for future in [pool.submit(worker) for _ in range(FLOOD_THREADS)]:
+            future.result()
     return responses, time.monotonic() - started
 
 
@@ -237,12 +258,13 @@ def test_a_login_flood_from_one_address_gets_429_and_hurts_no_one(api: Api,
                              json={"username": name, "password": f"guess{n}"})
 
     with Bystander(api) as bystander:
-        responses, seconds = _flood(attack, 3 * limit)
+        responses, seconds = _flood(attack, limit)
         neighbour = requests.post(api.url("/auth/login"), headers={"X-Forwarded-For": NEIGHBOUR},
                                   json={"username": victim.username, "password": victim.password},
                                   timeout=30)
     _assert_limited(responses, limit, window, seconds)
-    assert any(r.status_code == 429 for r in responses[3::4]), "registration was not limited"
+    registrations = [r for r in responses if r.request.path_url == "/auth/register"]
+    assert any(r.status_code == 429 for r in registrations), "registration was not limited"
     assert neighbour.status_code == 201, neighbour.text
     bystander.assert_unharmed()
 
@@ -260,20 +282,81 @@ def test_a_user_flooding_the_api_gets_429_and_hurts_no_one(api: Api, stack: Stac
         return requests.get(api.url(paths[n % len(paths)]), headers=flooder.headers, timeout=30)
 
     with Bystander(api) as bystander:
-        responses, seconds = _flood(attack, 3 * limit)
+        responses, seconds = _flood(attack, limit)
     _assert_limited(responses, limit, window, seconds)
     bystander.assert_unharmed()
 
+    # Native gRPC: a burst of calls at once on one HTTP/2 connection.
     native = api.register("flooder")
     stub = task_pb2_grpc.TaskServiceStub(gateway_channel)
-
-    def call(n: int) -> grpc.StatusCode:
-        try:
-            stub.ListTasks(task_pb2.ListTasksRequest(), metadata=native.metadata, timeout=30)
-        except grpc.RpcError as exc:
-            return exc.code()  # type: ignore[no-any-return]
-        return grpc.StatusCode.OK
-
-    with ThreadPoolExecutor(FLOOD_THREADS) as pool:
-        codes = list(pool.map(call, range(3 * limit)))
+    calls = [stub.ListTasks.future(task_pb2.ListTasksRequest(), metadata=native.metadata,
+                                   timeout=60) for _ in range(limit + 50)]
+    codes = [call.code() for call in calls]
     assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, set(codes)
+    assert codes.count(grpc.StatusCode.OK) <= limit + FLOOD_THREADS
+
+
+# --- request bodies --------------------------------------------------------------------------
+
+MAX_ENVOY_MB = 150
+
+
+def _envoy_mb(stack: Stack, field: str) -> float:
+    """VmHWM (peak) or VmRSS (now) of Envoy, in MB."""
+    popen = stack.procs["envoy"].popen
+    assert popen is not None
+    for line in Path(f"/proc/{popen.pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} for Envoy")
+
+
+def _login_body(username_bytes: int) -> Iterator[bytes]:
+    """A JSON login whose username has `username_bytes` bytes, in pieces of 1 MiB."""
+    yield b'{"username": "'
+    for start in range(0, username_bytes, 1 << 20):
+        yield b"u" * min(1 << 20, username_bytes - start)
+    yield b'", "password": "whatever-1"}'
+
+
+def test_an_oversized_rest_body_is_refused_before_envoy_holds_it(api: Api,
+                                                                 stack: Stack) -> None:
+    """The transcoder holds a JSON body whole until it ends, and every REST route took bodies up
+    to the upload limit: a 100 MB login took Envoy from 75 to 526 MB (1 GiB limit), and here
+    (16 MiB) four logins of 15 MiB at once took it from 137 to 314 MB. Every REST body but an
+    upload's is now refused over GATEWAY_MAX_JSON_BODY_BYTES: up front when its Content-Length
+    says so, else as it passes the limit. Uploads, which stream, keep MAX_UPLOAD_BYTES."""
+    limit = stack.settings.gateway_max_json_body_bytes
+    refusal = {"status": 413, "message": f"request body too large: at most {limit} bytes"}
+    headers = {"Content-Type": "application/json", "X-Forwarded-For": BODY_SENDER}
+
+    def login(body: bytes | Iterator[bytes]) -> requests.Response:
+        return requests.post(api.url("/auth/login"), data=body, headers=headers, timeout=120)
+
+    near_upload_limit = b"".join(_login_body(TEST_MAX_UPLOAD - (1 << 20)))
+    uploader = api.register("bigbody")
+    csv = generated_csv(6_000, 72_000_000)
+    assert len(csv) > 2 * limit
+    popen = stack.procs["envoy"].popen
+    assert popen is not None
+    Path(f"/proc/{popen.pid}/clear_refs").write_text("5")  # peak := the current RSS
+    before = _envoy_mb(stack, "VmRSS")
+    with Bystander(api) as bystander:
+        whole = login(b"".join(_login_body(100_000_000)))  # with a Content-Length
+        streamed = login(_login_body(100_000_000))  # chunked
+        with ThreadPoolExecutor(4) as pool:
+            at_once = list(pool.map(login, [near_upload_limit] * 4))
+        peak = _envoy_mb(stack, "VmHWM")
+        within = login(b"".join(_login_body(limit - 100)))
+        upload = api.upload(uploader, csv)
+    bystander.assert_unharmed()
+    print(f"\nEnvoy RSS {before:.0f} MB, peak {peak:.0f} MB")
+    for r in (whole, streamed, *at_once):
+        assert r.status_code == 413 and r.json() == refusal, r.text
+    assert peak < MAX_ENVOY_MB, f"Envoy grew from {before:.0f} to {peak:.0f} MB"
+    # A body within the limit reaches the service, and an upload over it streams as before.
+    assert within.status_code == 400, within.text
+    assert within.json()["message"] == "username must be at most 32 characters"
+    assert upload.status_code == 202, upload.text
+    task = api.wait_task(uploader, upload.json()["task_id"], timeout=120)
+    assert task["status"] == "done" and task["rows_imported"] == 6_000, task

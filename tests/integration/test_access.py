@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
+import requests
 from google.protobuf import message_factory
 
 from devstack.stack import Stack
@@ -105,3 +106,13 @@ def test_declared_access_is_enforced_at_the_gateway_and_at_the_service(
                 f"{method.full_name} ({access.name}) via {target} with {credential}: {code}")
     if access is Access.INTERNAL:  # hidden at the gateway, whatever is presented
         assert {seen[("gateway", c)] for c in credentials} == {grpc.StatusCode.UNIMPLEMENTED}
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if declared_access(m) is Access.INTERNAL],
+                         ids=lambda m: m.full_name)
+def test_internal_paths_are_404_at_the_gateway_to_plain_http_too(method: Any, api: Api) -> None:
+    """No token, no gRPC, a query string: still the route's 404, not jwt_authn's 401 (which
+    would tell that something is there)."""
+    for path in (method_path(method), method_path(method) + "?probe=1"):
+        r = requests.post(api.url(path), data=b"{}", timeout=15)
+        assert r.status_code == 404 and r.json()["status"] == 404, (path, r.text)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +16,7 @@ from services.catalog.repository import movie_document, movie_from_document
 from services.common.ids import random_id
 from services.task.records import ACTIVE, NewTask, Progress, RejectedRow, Task
 from services.task.repository import SAMPLE_SIZE
+from services.task.task_pages import Position, position_of
 from services.upload.records import UploadedFile
 from services.upload.storage import Writer
 
@@ -89,11 +90,19 @@ class FakeFailedLogins:
 
 # --- task ---------------------------------------------------------------------------------------
 
+def _newest_first(position: Position) -> tuple[datetime, bool, int, str]:
+    """A sort key for the repository's order, descending: created_at, then created_ns (none
+    lowest, as Mongo sorts null), then the id."""
+    return (position.created_at, position.created_ns is not None, position.created_ns or 0,
+            position.task_id)
+
+
 class FakeTasks:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._tasks: dict[str, Task] = {}  # in the order they were created
         self._rejections: dict[str, dict[int, RejectedRow]] = {}
+        self._created_ns = itertools.count(1)  # counts up, as time.time_ns() does
 
     def _save(self, task: Task) -> Task:
         self._tasks[task.id] = task
@@ -105,23 +114,30 @@ class FakeTasks:
             return None
         return task
 
-    def _add_rejections(self, task_id: str, rejected: list[RejectedRow]) -> None:
+    def _add_rejections(self, task_id: str, rejected: list[RejectedRow], keep: int) -> None:
         rows = self._rejections.setdefault(task_id, {})
-        for row in rejected:
-            rows.setdefault(row.line, row)  # one row per line: a replayed batch adds nothing
+        # One row per line (a replayed batch adds nothing), the lowest lines while there is room.
+        for row in sorted(rejected, key=lambda r: r.line):
+            if row.line not in rows and len(rows) < keep:
+                rows[row.line] = row
 
     def create(self, new: NewTask) -> Task:
         t = self._clock()
-        return self._save(Task(id=random_id(), created_at=t, updated_at=t, **asdict(new)))
+        return self._save(Task(id=random_id(), created_at=t, updated_at=t,
+                               created_ns=next(self._created_ns), **asdict(new)))
 
     def get(self, task_id: str) -> Task | None:
         return self._tasks.get(task_id)
 
-    def list_for_user(self, user_id: str) -> list[Task]:
-        # Newest first; tasks created at the same time in the reverse order of creation, as
-        # the repository's `created_ns` orders them.
-        mine = [t for t in reversed(self._tasks.values()) if t.user_id == user_id]
-        return sorted(mine, key=lambda t: t.created_at, reverse=True)
+    def list_for_user(self, user_id: str, *, limit: int, skip: int = 0,
+                      after: Position | None = None) -> list[Task]:
+        mine = [t for t in self._tasks.values() if t.user_id == user_id and (
+            after is None or _newest_first(position_of(t)) < _newest_first(after))]
+        mine.sort(key=lambda t: _newest_first(position_of(t)), reverse=True)
+        return mine[skip : skip + limit]
+
+    def count_active(self, user_id: str) -> int:
+        return sum(t.user_id == user_id and t.status in ACTIVE for t in self._tasks.values())
 
     def claim(self, task_id: str, worker_id: str, lease_seconds: int) -> Task | None:
         task, t = self._tasks.get(task_id), self._clock()
@@ -136,8 +152,9 @@ class FakeTasks:
             attempts=task.attempts + 1, started_at=min(task.started_at or t, t)))
 
     def report(self, task_id: str, worker_id: str, progress: Progress,
-               rejected: list[RejectedRow], lease_seconds: int) -> Task | None:
-        self._add_rejections(task_id, rejected)
+               rejected: list[RejectedRow], lease_seconds: int,
+               keep_rejections: int) -> Task | None:
+        self._add_rejections(task_id, rejected, keep_rejections)
         task, t = self._held(task_id, worker_id), self._clock()
         if task is None:
             return None
@@ -147,8 +164,8 @@ class FakeTasks:
             rejected_sample=(*task.rejected_sample, *rejected)[:SAMPLE_SIZE]))
 
     def finish(self, task_id: str, worker_id: str, status: str, progress: Progress | None,
-               rejected: list[RejectedRow], error: str) -> Task | None:
-        self._add_rejections(task_id, rejected)
+               rejected: list[RejectedRow], error: str, keep_rejections: int) -> Task | None:
+        self._add_rejections(task_id, rejected, keep_rejections)
         task, t = self._held(task_id, worker_id), self._clock()
         if task is None:
             return None
@@ -201,6 +218,9 @@ class FakeTasks:
         rows = self._rejections.get(task_id, {})
         return iter([rows[line] for line in sorted(rows)])
 
+    def count_rejections(self, task_id: str) -> int:
+        return len(self._rejections.get(task_id, {}))
+
 
 # --- upload -------------------------------------------------------------------------------------
 
@@ -218,6 +238,44 @@ class FakeFiles:
         if file_id in self.files:
             self.files[file_id] = replace(self.files[file_id], deleted=True)
         return self.files.get(file_id)
+
+    def stored_bytes(self, owner: str) -> int:
+        return sum(f.size_bytes for f in self.files.values()
+                   if f.owner == owner and not f.deleted)
+
+
+@dataclass
+class _Slot:
+    owner: str
+    lease: str
+    expires_at: datetime
+
+
+class FakeSlotStore:
+    """Upload slots by id, held under leases that end with the clock, as in
+    UploadSlotRepository. Several UploadSlots over one store are several upload replicas."""
+
+    def __init__(self) -> None:
+        self.slots: dict[str, _Slot] = {}
+
+    def try_take(self, slot_id: str, owner: str, lease: str, until: datetime,
+                 now: datetime) -> bool:
+        held = self.slots.get(slot_id)
+        if held is not None and held.expires_at > now:
+            return False
+        self.slots[slot_id] = _Slot(owner, lease, until)
+        return True
+
+    def count_held(self, slot_ids: list[str], now: datetime) -> int:
+        return sum(i in self.slots and self.slots[i].expires_at > now for i in slot_ids)
+
+    def renew(self, leases: list[str], until: datetime) -> None:
+        for slot in self.slots.values():
+            if slot.lease in leases:
+                slot.expires_at = until
+
+    def release(self, lease: str) -> None:
+        self.slots = {i: s for i, s in self.slots.items() if s.lease != lease}
 
 
 class FakeStorage:

@@ -38,6 +38,7 @@ def test_internal_methods_are_the_ones_only_services_call() -> None:
         "marquee.upload.v1.UploadService.DeleteFile",
         "marquee.task.v1.TaskService.CreateTask", "marquee.task.v1.TaskService.ClaimTask",
         "marquee.task.v1.TaskService.ReportProgress", "marquee.task.v1.TaskService.FinishTask",
+        "marquee.task.v1.TaskService.CheckTaskQuota",
         "marquee.catalog.v1.CatalogService.ImportMovies",
     }
 

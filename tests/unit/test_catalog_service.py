@@ -155,3 +155,20 @@ def test_repeated_pages_come_from_the_cache_until_an_import() -> None:
     assert not after.cached
     assert _ids(after.movies) == ["e", "f", "0"]  # unrated first, then the new 1.0
     assert after.total_size == len(CATALOG) + 1
+
+
+def test_a_page_over_the_size_bound_is_answered_but_not_cached() -> None:
+    """The cache shares Redis with the job queue: a page of long movies would take room that
+    hundreds of ordinary pages fit in."""
+    store = FakeRedis()
+    service = CatalogService(FakeMovies(), QueryCache(cast(redis.Redis, store),
+                                                      max_page_bytes=2000))
+    service.import_batch([*CATALOG, replace(_movie("long", 1990), overview="x" * 3000)])
+    small, large = _query(year=2001), _query(year=1990)
+    for _ in range(2):
+        assert _ids(service.browse(large, with_total=False).movies) == ["long"]
+    assert not service.browse(large, with_total=False).cached
+    service.browse(small, with_total=False)
+    assert service.browse(small, with_total=False).cached
+    pages = [key for key in store.values if key.startswith("catalog:page:")]
+    assert len(pages) == 1 and all(len(store.values[key]) <= 2000 for key in pages)

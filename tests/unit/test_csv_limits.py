@@ -116,6 +116,12 @@ def test_a_long_line_is_never_held_whole() -> None:
     assert peak < 1 << 20, peak  # the line is 4 MiB; its fields would be some 80 MB
 
 
+@pytest.mark.parametrize("field", ["max_row_chars", "max_header_chars", "max_columns"])
+def test_a_bound_below_one_is_refused_naming_its_setting(field: str) -> None:
+    with pytest.raises(ValueError, match=f"CSV_{field.upper()} must be at least 1, got 0"):
+        CsvLimits(**{**vars(LIMITS), field: 0})
+
+
 # --- header -------------------------------------------------------------------------------------
 
 def test_an_over_long_header_fails_the_file_at_once_naming_the_bound() -> None:

@@ -9,7 +9,7 @@ import gc
 import io
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +21,7 @@ from services.worker.csv_source import (
     HEAD_CHARS,
     ByteStream,
     CsvLimits,
+    Record,
     records,
     sniff_delimiter,
 )
@@ -49,8 +50,8 @@ def _chunks(data: bytes, size: int) -> Iterator[bytes]:
     return (data[i : i + size] for i in range(0, len(data), size))
 
 
-def _read(data: bytes, size: int, limits: CsvLimits) -> list[tuple[int, list[str], str, str]]:
-    return [tuple(r) for r in records(ByteStream(_chunks(data, size)), lambda: True, limits)]
+def _read(data: bytes, size: int, limits: CsvLimits) -> list[Record]:
+    return list(records(ByteStream(_chunks(data, size)), lambda: True, limits))
 
 
 # --- the reader ---------------------------------------------------------------------------------
@@ -62,14 +63,14 @@ def test_any_bytes_give_bounded_records_or_a_file_rejection(data: bytes, size: i
         found = _read(data, size, SMALL)
     except FileRejected:
         return
-    lines = [line for line, *_ in found]
+    lines = [r.line for r in found]
     assert lines == sorted(set(lines)) and all(line >= 1 for line in lines)
-    for i, (_, fields, rejected, head) in enumerate(found):
+    for i, record in enumerate(found):
         limit = SMALL.max_header_chars if i == 0 else SMALL.max_row_chars
-        assert sum(map(len, fields)) <= limit
-        assert not (rejected and fields) and len(head) <= HEAD_CHARS
+        assert sum(map(len, record.fields)) <= limit
+        assert not (record.rejected and record.fields) and len(record.head) <= HEAD_CHARS
     if found:
-        assert not found[0][2] and len(found[0][1]) <= SMALL.max_columns
+        assert not found[0].rejected and len(found[0].fields) <= SMALL.max_columns
 
 
 @FUZZ
@@ -82,7 +83,7 @@ def test_within_its_bounds_the_reader_reads_as_the_csv_module_does(text: str, si
     except FileRejected:
         assert text == ""
         return
-    assert [(line, fields) for line, fields, _, _ in found] == _reference(text)
+    assert [(r.line, r.fields) for r in found] == _reference(text)
 
 
 def _reference(text: str) -> list[tuple[int, list[str]]]:
@@ -104,7 +105,7 @@ def test_csv_text_under_small_bounds_gives_bounded_records_or_a_file_rejection(
         found = _read(text.encode("utf-16"), size, SMALL)
     except FileRejected:
         return
-    assert all(sum(map(len, fields)) <= SMALL.max_row_chars for _, fields, _, _ in found)
+    assert all(sum(map(len, r.fields)) <= SMALL.max_row_chars for r in found)
 
 
 @FUZZ
@@ -129,13 +130,15 @@ def test_any_header_gives_names_or_a_file_rejection(raw: list[str]) -> None:
     assert len(header.names) == len(raw) and "title" in header.names
 
 
-_ZONES = [UTC, timezone(timedelta(hours=14)), timezone(-timedelta(hours=14, minutes=30))]
+_ZONES: list[tzinfo] = [UTC, timezone(timedelta(hours=14)),
+                        timezone(-timedelta(hours=14, minutes=30))]
 TEXT = st.text(max_size=30)
 ZONED = st.sampled_from(_ZONES)
-DATE = st.one_of(
+DATE = st.one_of(  # dates near the ends of the calendar too, where a zone can push them off
     TEXT, st.from_regex(r"\d{1,8}([-/.]\d{1,4}){0,2}", fullmatch=True),
-    *(st.datetimes(timezones=ZONED, **bounds).map(lambda d: d.isoformat()) for bounds in (
-        {}, {"max_value": datetime(1, 1, 2)}, {"min_value": datetime(9999, 12, 30)})),
+    st.datetimes(timezones=ZONED).map(datetime.isoformat),
+    st.datetimes(max_value=datetime(1, 1, 2), timezones=ZONED).map(datetime.isoformat),
+    st.datetimes(min_value=datetime(9999, 12, 30), timezones=ZONED).map(datetime.isoformat),
 )
 NUMBER = st.one_of(TEXT, st.floats().map(str), st.integers().map(str))
 ROW = st.fixed_dictionaries({
@@ -173,9 +176,16 @@ def _best_seconds(work: Callable[[], object], repeat: int = 5) -> float:
 
 
 def _assert_linear(work_for: Callable[[int], Callable[[], object]], n: int) -> None:
-    """Doubling the input must not quadruple the time: under 3x (linear gives about 2x)."""
-    small, large = _best_seconds(work_for(n)), _best_seconds(work_for(2 * n))
-    assert large < 3 * small, f"n={n}: {small:.4f}s, 2n: {large:.4f}s"
+    """Doubling the input must not quadruple the time: under 3x (linear gives about 2x). Up to
+    three tries, so that a busy machine cannot fail it; quadratic work gives 4x every time."""
+    works = work_for(n), work_for(2 * n)
+    ratios = []
+    for _ in range(3):
+        small, large = _best_seconds(works[0]), _best_seconds(works[1])
+        ratios.append(round(large / small, 2))
+        if large < 3 * small:
+            return
+    raise AssertionError(f"n={n}: doubling the input multiplied the time by {ratios}")
 
 
 def _reading(data: bytes, limits: CsvLimits = ROOMY) -> Callable[[], object]:
@@ -211,7 +221,8 @@ def test_parsing_a_header_of_many_columns_is_linear() -> None:
 def test_parsing_a_row_of_many_fields_is_linear() -> None:
     def parsing(n: int) -> Callable[[], object]:
         header = Header(names=["title", *(f"c{i}" for i in range(n))], extra=[])
-        return lambda: parse_row(header, ["Heat", *("x" for _ in range(n))])
+        values = ["Heat", *("x" for _ in range(n))]
+        return lambda: parse_row(header, values)
     _assert_linear(parsing, 20_000)
 
 

@@ -7,6 +7,7 @@ real stack.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,14 @@ import pytest
 import yaml
 from google.api import annotations_pb2
 
-from gateway.render import BY_ADDRESS, JWKS_PATH, JWT_PAYLOAD, RATE_LIMIT_KEY, render
+from gateway.render import (
+    BY_ADDRESS,
+    JWKS_PATH,
+    JWT_PAYLOAD,
+    MULTIPART_OVERHEAD,
+    RATE_LIMIT_KEY,
+    render,
+)
 from services.common import registry
 from services.common.access import Access, declared_access, method_path
 from services.common.settings import Settings
@@ -25,6 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DESCRIPTOR_SET = ROOT / "build" / "gen" / "marquee.pb"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
+JSON_LIMIT_FILTER = "marquee.json_body_limit"
+BODY_LIMIT_FILTER = "envoy.filters.http.body_size_limit"
+TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 METHODS = [m for spec in registry.SERVICES for s in spec.descriptors() for m in s.methods]
 
 
@@ -45,7 +56,8 @@ def config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
                    GATEWAY_MAX_CONNECTIONS="321", GATEWAY_AUTH_RATE_LIMIT="11",
                    GATEWAY_AUTH_RATE_WINDOW_SECONDS="30", GATEWAY_USER_RATE_LIMIT="55",
                    GATEWAY_USER_RATE_WINDOW_SECONDS="5", GATEWAY_RATE_LIMIT_MAX_KEYS="777",
-                   UPLOAD_MAX_SECONDS="1800")
+                   UPLOAD_MAX_SECONDS="1800", GATEWAY_MAX_JSON_BODY_BYTES="4096",
+                   MAX_UPLOAD_BYTES="5000000")
 
 
 def _manager(config: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +87,16 @@ def _route_for(config: dict[str, Any], path: str) -> dict[str, Any]:
         if match.get("path") == path or path.startswith(match.get("prefix", "\0")):
             return route
     raise AssertionError(f"no route for {path}")
+
+
+def _rest_paths(method: Any) -> list[str]:
+    rule = method.GetOptions().Extensions[annotations_pb2.http]
+    paths = []
+    for binding in (rule, *rule.additional_bindings):
+        pattern = binding.WhichOneof("pattern")
+        if pattern is not None:
+            paths.append(binding.custom.path if pattern == "custom" else getattr(binding, pattern))
+    return paths
 
 
 def _walk(node: Any) -> Iterator[Any]:
@@ -212,7 +234,7 @@ def test_internal_methods_still_answer_404_before_any_route(config: dict[str, An
 def test_rate_limited_answers_carry_retry_after_and_the_json_error(
     config: dict[str, Any]
 ) -> None:
-    (mapper,) = _manager(config)["local_reply_config"]["mappers"]
+    mapper, _too_large = _manager(config)["local_reply_config"]["mappers"]
     assert mapper["filter"]["status_code_filter"]["comparison"]["value"]["default_value"] == 429
     assert "Retry-After" in mapper["body"]["inline_string"]
     lua = _filters(config)["envoy.filters.http.lua"]["default_source_code"]["inline_string"]
@@ -244,3 +266,110 @@ def test_envoy_accepts_the_rendered_config(config: dict[str, Any], tmp_path: Pat
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[warning]" not in result.stdout + result.stderr
+
+
+def test_retry_after_is_the_rate_limits_only_where_the_service_gave_none(
+    config: dict[str, Any]
+) -> None:
+    """The login throttle's own retry-after (a trailer of a trailers-only answer, so a header
+    of the REST one) was overwritten with 1 from x-ratelimit-reset."""
+    lua = _filters(config)["envoy.filters.http.lua"]["default_source_code"]["inline_string"]
+    condition = lua[lua.index("if headers:get(\":status\") == \"429\""):lua.index(" then")]
+    assert 'headers:get("retry-after") == nil' in condition
+    assert 'reset ~= nil' in condition
+
+
+# --- request bodies --------------------------------------------------------------------------
+
+UPLOADS = [m for m in METHODS if m.client_streaming and declared_access(m) is Access.USER]
+UPLOAD_REST_PATHS = {p for m in UPLOADS for p in _rest_paths(m)}
+OTHER_REST_PATHS = {p for m in METHODS for p in _rest_paths(m)} - UPLOAD_REST_PATHS
+
+
+def _skip_predicates(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The JSON body limit's exceptions: header name -> how its value is matched."""
+    (matcher,) = _filters(config)[JSON_LIMIT_FILTER]["xds_matcher"]["matcher_list"]["matchers"]
+    assert matcher["on_match"]["action"]["typed_config"]["@type"].endswith(
+        "envoy.extensions.filters.common.matcher.action.v3.SkipFilter")
+    predicates = matcher["predicate"]["or_matcher"]["predicate"]
+    return {p["single_predicate"]["input"]["typed_config"]["header_name"]:
+            p["single_predicate"]["value_match"] for p in predicates}
+
+
+def test_rest_bodies_are_held_to_the_json_limit_before_the_transcoder(
+    config: dict[str, Any]
+) -> None:
+    """The transcoder holds a whole JSON body until it ends (a 100 MB login took Envoy from 75
+    to 526 MB); the body limit in front of it refuses one over GATEWAY_MAX_JSON_BODY_BYTES."""
+    names = list(_filters(config))
+    assert names.index(JSON_LIMIT_FILTER) < names.index(BODY_LIMIT_FILTER) \
+        < names.index(TRANSCODER)
+    limit = _filters(config)[JSON_LIMIT_FILTER]["extension_config"]
+    assert limit["name"] == BODY_LIMIT_FILTER
+    assert limit["typed_config"]["max_request_bytes"] == 4096
+    # Uploads keep theirs, for native gRPC and REST alike.
+    assert _filters(config)[BODY_LIMIT_FILTER]["max_request_bytes"] == \
+        5_000_000 + MULTIPART_OVERHEAD
+    # The transcoder's own option is not the bound: it counts only JSON not yet parsed.
+    assert "max_request_body_size" not in _filters(config)[TRANSCODER]
+
+
+def test_the_json_limit_spares_native_grpc_and_the_streamed_uploads(
+    config: dict[str, Any]
+) -> None:
+    predicates = _skip_predicates(config)
+    assert set(predicates) == {"content-type", ":path"}
+    assert predicates["content-type"] == {"prefix": "application/grpc"}  # as the transcoder
+    assert predicates[":path"]["safe_regex"]["google_re2"] == {}
+    pattern = predicates[":path"]["safe_regex"]["regex"]
+    assert {"/files/upload"} <= UPLOAD_REST_PATHS
+    for path in UPLOAD_REST_PATHS:  # RE2 matches the whole value, as fullmatch does
+        assert re.fullmatch(pattern, path) and re.fullmatch(pattern, path + "?a=1"), path
+    for path in OTHER_REST_PATHS | {p + "x" for p in UPLOAD_REST_PATHS} | {"/", "/files"}:
+        assert not re.fullmatch(pattern, path), path
+    assert "/auth/login" in OTHER_REST_PATHS
+
+
+def test_the_json_limit_answers_413_saying_the_limit(config: dict[str, Any]) -> None:
+    _rate_limited, too_large = _manager(config)["local_reply_config"]["mappers"]
+    assert too_large["body"]["inline_string"] == "request body too large: at most 4096 bytes"
+    filters = too_large["filter"]["and_filter"]["filters"]
+    status = filters[0]["status_code_filter"]["comparison"]
+    assert status["op"] == "EQ" and status["value"]["default_value"] == 413
+    # Not the upload limit's 413: a REST request (not gRPC, or transcoded to it)...
+    rest = [f["header_filter"]["header"] for f in filters[1]["or_filter"]["filters"]]
+    assert rest == [{"name": "x-envoy-original-path", "present_match": True},
+                    {"name": "content-type", "string_match": {"prefix": "application/grpc"},
+                     "invert_match": True, "treat_missing_header_as_empty": True}]
+    # ... whose path is not an upload's, before or after transcoding.
+    pattern = _skip_predicates(config)[":path"]["safe_regex"]["regex"]
+    paths = [f["header_filter"]["header"] for f in filters[2:]]
+    assert [p["name"] for p in paths] == [":path", "x-envoy-original-path"]
+    for header in paths:
+        assert header["string_match"] == {"safe_regex": {"regex": pattern}}
+        assert header["invert_match"] is True
+    assert paths[1]["treat_missing_header_as_empty"] is True
+
+
+# --- internal methods ------------------------------------------------------------------------
+
+
+def test_public_and_internal_methods_skip_the_token_check_and_nothing_else(
+    config: dict[str, Any]
+) -> None:
+    """Internal methods answer 404 at their route (a direct_response: nothing reaches a
+    service), to callers with and without a token alike; without a rule, jwt_authn answered
+    401 first to a caller without one."""
+    *exact, last = _filters(config)[JWT_FILTER]["rules"]
+    assert last == {"match": {"prefix": "/"}, "requires": {"provider_name": "marquee"}}
+    assert all(set(rule) == {"match"} for rule in exact)  # no `requires`: no check
+    unchecked = [rule["match"]["path"] for rule in exact]
+    declared = {method_path(m): declared_access(m) for m in METHODS}
+    assert sorted(unchecked) == sorted(path for path, access in declared.items()
+                                       if access in (Access.PUBLIC, Access.INTERNAL))
+    for path in unchecked:
+        route = _route_for(config, path)
+        if declared[path] is Access.INTERNAL:
+            assert route["direct_response"] == {"status": 404}, path
+        else:
+            assert "route" in route, path

@@ -1,11 +1,13 @@
 """TaskServicer behind the access interceptor on a real in-process gRPC server, on an in-memory
 repository: the bound on open streams (watches, error exports) per user and in all, that the
-other calls still get threads while the streams are held, and the spreadsheet-safe export."""
+other calls still get threads while the streams are held, the spreadsheet-safe export and what
+it says when rows were not stored, the pages of the task list, and the pending-task check."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -21,13 +23,15 @@ from services.common.access import SERVICE_KEY_HEADER, AccessInterceptor, policy
 from services.common.errors import Unauthenticated
 from services.common.tokens import Caller
 from services.task.records import NewTask, Progress, RejectedRow
-from services.task.server import TaskServicer, spreadsheet_safe
-from services.task.service import TaskService
+from services.task.server import NOT_STORED_HEADER, TaskServicer, spreadsheet_safe
+from services.task.service import TaskLimits, TaskService
 from services.task.stream_slots import StreamSlots
 from tests.unit.fakes import Clock, FakeTasks
 
 KEY = "k" * 40
 PER_USER, TOTAL = 2, 3
+KEEP = 10  # rejected rows stored per task
+PAGE_DEFAULT = 2
 OTHER_CALL_THREADS = 2  # few, so that a stream taking one would show
 
 
@@ -75,8 +79,10 @@ def _eventually(condition: Callable[[], bool], seconds: float = 5) -> None:
 
 @pytest.fixture
 def server() -> Iterator[Server]:
+    limits = TaskLimits(pending_per_user=3, stored_rejections=KEEP, list_default=PAGE_DEFAULT,
+                        list_max=4)
     service = TaskService(FakeTasks(Clock()), lambda kind, task_id: None, lambda file_id: None,
-                          lease_seconds=30, file_retention_seconds=60)
+                          lease_seconds=30, file_retention_seconds=60, limits=limits)
     slots = StreamSlots(per_user=PER_USER, total=TOTAL)
     grpc_server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=OTHER_CALL_THREADS + slots.total),
@@ -174,3 +180,73 @@ def test_the_export_quotes_every_cell_and_neutralises_formulas(server: Server) -
     exported = list(csv.DictReader(io.StringIO(body, newline="")))
     assert [e["raw"] for e in exported] == ["'" + raw for raw in HOSTILE]
     assert [int(e["line"]) for e in exported] == list(range(2, 2 + len(HOSTILE)))
+
+
+def _export(server: Server, task: str) -> tuple[dict[str, str], str]:
+    call = server.stub.ExportTaskErrors(task_pb2.ExportTaskErrorsRequest(task_id=task),
+                                        metadata=_user("u1"))
+    body = b"".join(m.data for m in call).decode()
+    return dict(call.initial_metadata()), body
+
+
+def test_an_export_missing_rows_says_so_in_a_header_and_a_last_row(server: Server) -> None:
+    task = server.new_task("u1")
+    server.service.claim(task, "w")
+    rows = [RejectedRow(line, f"bad row {line}", "x") for line in range(2, 2 + KEEP + 5)]
+    server.service.finish(task, "w", "done", Progress(rows_read=100, rows_rejected=len(rows)),
+                          rows, "")
+    headers, body = _export(server, task)
+    assert headers[NOT_STORED_HEADER] == "5"
+    exported = list(csv.DictReader(io.StringIO(body, newline="")))
+    assert [int(e["line"]) for e in exported[:-1]] == list(range(2, 2 + KEEP))
+    assert exported[-1] == {"line": "", "raw": "", "reason": (
+        f"5 more rejected rows were not stored: a task keeps its first {KEEP} "
+        "(TASK_MAX_STORED_REJECTIONS); rows_rejected counts them all")}
+
+
+def test_a_complete_export_has_no_note(server: Server) -> None:
+    task = server.new_task("u1")
+    server.service.claim(task, "w")
+    server.service.finish(task, "w", "done", Progress(rows_read=3, rows_rejected=1),
+                          [RejectedRow(3, "bad", "x")], "")
+    headers, body = _export(server, task)
+    assert headers[NOT_STORED_HEADER] == "0"
+    assert body == '"line","reason","raw"\r\n"3","bad","x"\r\n'
+
+
+# --- the task list and the pending-task check ---------------------------------------------------
+
+def test_the_task_list_comes_in_pages_with_a_token(server: Server) -> None:
+    created = [server.new_task("u1") for _ in range(3)]
+    first = server.stub.ListTasks(task_pb2.ListTasksRequest(), metadata=_user("u1"))
+    assert [t.task_id for t in first.tasks] == created[::-1][:PAGE_DEFAULT]
+    rest = server.stub.ListTasks(task_pb2.ListTasksRequest(page_token=first.next_page_token),
+                                 metadata=_user("u1"))
+    assert [t.task_id for t in rest.tasks] == created[:1] and rest.next_page_token == ""
+    # The REST form: the contract's bare array, the token in a header.
+    body, call = server.stub.ListTasksJson.with_call(task_pb2.ListTasksRequest(page=2, limit=2),
+                                                     metadata=_user("u1"))
+    assert [t["task_id"] for t in json.loads(body.data)] == created[:1]
+    assert "x-next-page-token" not in dict(call.initial_metadata())
+    _, call = server.stub.ListTasksJson.with_call(task_pb2.ListTasksRequest(limit=1),
+                                                  metadata=_user("u1"))
+    assert dict(call.initial_metadata())["x-next-page-token"]
+    with pytest.raises(grpc.RpcError) as refused:
+        server.stub.ListTasks(task_pb2.ListTasksRequest(limit=0), metadata=_user("u1"))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+
+
+def test_the_pending_task_check_is_internal_and_answers_429s_code(server: Server) -> None:
+    internal = ((SERVICE_KEY_HEADER, KEY),)
+    check = server.stub.CheckTaskQuota
+    assert check(task_pb2.CheckTaskQuotaRequest(user="u1", incoming=3), metadata=internal) == \
+        task_pb2.CheckTaskQuotaResponse(active=0, limit=3)
+    server.new_task("u1")
+    with pytest.raises(grpc.RpcError) as refused:
+        check(task_pb2.CheckTaskQuotaRequest(user="u1", incoming=3), metadata=internal)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+    assert "you have 1 task pending or processing and 2 more uploads in progress" in \
+        refused.value.details()  # type: ignore[attr-defined]
+    with pytest.raises(grpc.RpcError) as by_a_user:
+        check(task_pb2.CheckTaskQuotaRequest(user="u1", incoming=1), metadata=_user("u1"))
+    assert by_a_user.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
