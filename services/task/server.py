@@ -164,8 +164,10 @@ NOT_STORED_HEADER = "x-rejections-not-stored"
 def truncation_note(export: RejectionsExport) -> str:
     """The `reason` of the errors export's last row when rows are missing (its `line` and
     `raw` are empty, so no program takes it for a rejected row)."""
-    return (f"{export.not_stored} more rejected rows were not stored: a task keeps its first "
-            f"{export.stored_at_most} (TASK_MAX_STORED_REJECTIONS); rows_rejected counts them all")
+    missing = "1 more rejected row was" if export.not_stored == 1 else \
+        f"{export.not_stored} more rejected rows were"
+    return (f"{missing} not stored: a task keeps its first {export.stored_at_most} "
+            "(TASK_MAX_STORED_REJECTIONS); rows_rejected counts them all")
 
 
 # A spreadsheet reads a cell that starts with one of these as a formula (=HYPERLINK(...) sends

@@ -236,7 +236,9 @@ def _assert_limited(responses: list[requests.Response], limit: int, window: int,
         assert r.json() == {"status": 429, "message": RATE_LIMITED_MESSAGE}
         assert 1 <= int(r.headers["Retry-After"]) <= window
         assert r.headers["x-ratelimit-limit"] == str(limit)
-        assert r.headers["x-ratelimit-remaining"] == "0"
+        # The bucket refills steadily, so a token may arrive between the refusal and the
+        # header (seen: "1" once under load).
+        assert int(r.headers["x-ratelimit-remaining"]) <= 1
 
 
 def test_a_login_flood_from_one_address_gets_429_and_hurts_no_one(api: Api,
@@ -323,7 +325,7 @@ def test_an_oversized_rest_body_is_refused_before_envoy_holds_it(api: Api,
                                                                  stack: Stack) -> None:
     """The transcoder holds a JSON body whole until it ends, and every REST route took bodies up
     to the upload limit: a 100 MB login took Envoy from 75 to 526 MB (1 GiB limit), and here
-    (16 MiB) four logins of 15 MiB at once took it from 137 to 314 MB. Every REST body but an
+    (16 MiB) four logins of 15 MiB at once took it from 69 to 313 MB. Every REST body but an
     upload's is now refused over GATEWAY_MAX_JSON_BODY_BYTES: up front when its Content-Length
     says so, else as it passes the limit. Uploads, which stream, keep MAX_UPLOAD_BYTES."""
     limit = stack.settings.gateway_max_json_body_bytes
@@ -354,6 +356,7 @@ def test_an_oversized_rest_body_is_refused_before_envoy_holds_it(api: Api,
     for r in (whole, streamed, *at_once):
         assert r.status_code == 413 and r.json() == refusal, r.text
     assert peak < MAX_ENVOY_MB, f"Envoy grew from {before:.0f} to {peak:.0f} MB"
+    assert peak < before + 30, f"Envoy grew from {before:.0f} to {peak:.0f} MB"  # was +245
     # A body within the limit reaches the service, and an upload over it streams as before.
     assert within.status_code == 400, within.text
     assert within.json()["message"] == "username must be at most 32 characters"

@@ -66,7 +66,7 @@ def test_a_redelivered_job_does_not_run_twice_at_once(api: Api, stack: Stack) ->
     base, rows = 65_000_000, 6_000
     task_id = api.upload_ok(user, generated_csv(rows, base))
     _wait_for(api, user, task_id, 1000)
-    jobs.celery_app(stack.settings).send_task(jobs.INGEST_CSV, args=[task_id])
+    jobs.celery_app(stack.settings).send_task(jobs.job_name(jobs.INGEST_CSV), args=[task_id])
     task = api.wait_task(user, task_id)
     assert task["status"] == "done" and task["attempts"] == 1
     assert (task["rows_read"], task["rows_imported"]) == (rows, rows)
