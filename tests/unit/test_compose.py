@@ -13,7 +13,7 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from services.common import registry
+from tests.unit.tree import walk
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -152,16 +153,6 @@ def _module_files(module: str) -> list[Path]:
 
 def _port(addr: str) -> int:
     return int(addr.rpartition(":")[2])
-
-
-def _walk(node: Any) -> Iterator[Any]:
-    yield node
-    if isinstance(node, dict):
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
 
 
 def _mounts(service: dict[str, Any]) -> dict[str, str]:
@@ -434,12 +425,12 @@ def test_rendered_envoy_config_matches_the_network(
 
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
     for name in GRPC_SERVICES:
-        (address,) = [n["socket_address"] for n in _walk(clusters[name])
+        (address,) = [n["socket_address"] for n in walk(clusters[name])
                       if isinstance(n, dict) and "socket_address" in n]
         assert address["address"] == name and name in services
         assert address["port_value"] == _port(_env(services[name])["GRPC_LISTEN"])
 
-    descriptors = [n["proto_descriptor"] for n in _walk(config)
+    descriptors = [n["proto_descriptor"] for n in walk(config)
                    if isinstance(n, dict) and "proto_descriptor" in n]
     assert descriptors == [env["DESCRIPTOR_SET"]]
 

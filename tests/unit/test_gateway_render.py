@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,16 +96,6 @@ def _rest_paths(method: Any) -> list[str]:
         if pattern is not None:
             paths.append(binding.custom.path if pattern == "custom" else getattr(binding, pattern))
     return paths
-
-
-def _walk(node: Any) -> Iterator[Any]:
-    yield node
-    if isinstance(node, dict):
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
 
 
 # --- the token check (issue 10, item 10) -----------------------------------------------------
