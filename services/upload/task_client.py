@@ -11,6 +11,8 @@ from services.common import jobs
 from services.common.errors import LimitReached, Unavailable
 from services.upload.records import UploadedFile
 
+# A task service that is restarting is waited for (wait_for_ready), up to this long, rather
+# than failing the upload at once while its channel reconnects.
 TIMEOUT_SECONDS = 30
 
 
@@ -27,13 +29,13 @@ class TaskClient:
     def check_quota(self, owner: str, incoming: int) -> None:
         try:
             self._stub.CheckTaskQuota(task_pb2.CheckTaskQuotaRequest(
-                user=owner, incoming=incoming), timeout=TIMEOUT_SECONDS)
+                user=owner, incoming=incoming), timeout=TIMEOUT_SECONDS, wait_for_ready=True)
         except grpc.RpcError as exc:
             # Without the task service the file's task could not be created either: say so
             # before the client sends the file, not after.
             raise (_limit_reached(exc) or Unavailable(
                 "the task service cannot take new tasks right now, so the upload was not "
-                "started: try again")) from None
+                f"started: try again ({exc.code().name})")) from None
 
     def create(self, file: UploadedFile, username: str) -> str:
         try:
@@ -41,7 +43,7 @@ class TaskClient:
                 user=file.owner, username=username, kind=jobs.INGEST_CSV, file_id=file.id,
                 file_path=file.file_path, original_name=file.original_name,
                 bytes_total=file.size_bytes,
-            ), timeout=TIMEOUT_SECONDS)
+            ), timeout=TIMEOUT_SECONDS, wait_for_ready=True)
         except grpc.RpcError as exc:
             # The user reached the limit while the file streamed in (another upload's task).
             if (limit := _limit_reached(exc)) is None:

@@ -218,13 +218,13 @@ def tmdb_ingested(api: Api) -> dict[str, Any]:
     return {"owner": owner, "task": task}
 
 
-# Modules that read the whole catalog run before those that pour volume into it. The gateway's
-# floods run early, while the services answer at their usual speed: a flood has to outrun the
-# rate limits' refill, and the bystander's /movies has to answer within its bound.
+# Modules that read the whole catalog run before those that pour volume into it. The attacks
+# run early, while the services answer at their usual speed: a flood has to outrun the rate
+# limits' refill, and the bystander's /movies has to answer within its bound.
 MODULE_ORDER = ["test_auth", "test_abuse_gateway", "test_upload_tasks", "test_grpc", "test_movies",
-                "test_messy_files", "test_progress", "test_concurrency", "test_abuse_worker",
-                "test_crash_safety", "test_memory", "test_abuse_auth", "test_abuse_services",
-                "test_abuse_quotas"]
+                "test_abuse_auth", "test_abuse_services", "test_abuse_quotas", "test_abuse_worker",
+                "test_messy_files", "test_progress", "test_concurrency", "test_crash_safety",
+                "test_memory"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
