@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from services.common.errors import InvalidArgument
 from services.upload.multipart_stream import MAX_PART_HEADER_BYTES, FilePart
-from tests.unit.linear_time import assert_linear
+from tests.fuzz.linear_time import assert_linear
 
 BOUNDARY = "----MarqueeFuzz7MA4YWxkTrZu0gW"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"

@@ -24,8 +24,8 @@ from services.catalog.service import (
     validate,
 )
 from services.common.errors import InvalidArgument
+from tests.fuzz.linear_time import assert_linear
 from tests.unit.fakes import FakeMovies
-from tests.unit.linear_time import assert_linear
 
 FAST = settings(max_examples=300, deadline=timedelta(milliseconds=200))
 FINGERPRINT = [None, "", "release_date", "asc"]
