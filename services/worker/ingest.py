@@ -133,7 +133,7 @@ class ImportPipe:
 
 class CsvIngestion:
     def __init__(self, clients: Clients, task_id: str, worker_id: str, batch_size: int,
-                 limits: CsvLimits, checkpoint: task_pb2.Progress) -> None:
+                 limits: CsvLimits, checkpoint: task_pb2.Progress, lease_seconds: int) -> None:
         self._clients = clients
         self._task_id = task_id
         self._worker_id = worker_id
@@ -144,12 +144,18 @@ class CsvIngestion:
         self.committed = _snapshot(checkpoint)
         self.unreported: list[task_pb2.RejectedRow] = []
         self.cancel_requested = False
+        # The lease is renewed by each report; reading can go on for minutes with nothing to
+        # report (a file of blank lines, rows skipped on a resume), so it is renewed on time too.
+        self._renew_every = max(1.0, lease_seconds / 3)
+        self._last_report = time.monotonic()
 
     def run(self, file: upload_pb2.File) -> None:
         """Imports the whole file; raises FileRejected, Cancelled or grpc.RpcError."""
         def chunks() -> Iterator[bytes]:
             request = upload_pb2.ReadFileRequest(file_id=file.file_id)
-            return (r.chunk for r in self._clients.uploads.ReadFile(request))
+            for response in self._clients.uploads.ReadFile(request):
+                self._keep_lease()
+                yield response.chunk
 
         stream = ByteStream(chunks())
         # Whether the file is UTF-8 throughout takes a pass over it (about a second per GiB,
@@ -208,11 +214,22 @@ class CsvIngestion:
             self.unreported.extend(rejected)
         if not tags:
             return
+        self._report(self.unreported)
+        self.unreported = []
+
+    def _keep_lease(self) -> None:
+        """Reports the committed counts again (the task service has them already) when nothing
+        was reported for a third of the lease, so that the sweep does not hand a task that is
+        still being read to another worker."""
+        if time.monotonic() - self._last_report >= self._renew_every:
+            self._report([])
+
+    def _report(self, rejected: list[task_pb2.RejectedRow]) -> None:
         response = self._clients.tasks.ReportProgress(task_pb2.ReportProgressRequest(
             task_id=self._task_id, worker_id=self._worker_id, progress=self.committed,
-            rejected=self.unreported,
+            rejected=rejected,
         ), timeout=30)
-        self.unreported = []
+        self._last_report = time.monotonic()
         self.cancel_requested = self.cancel_requested or response.cancel_requested
 
 
@@ -259,7 +276,8 @@ def _attempt(clients: Clients, task_id: str, worker_id: str, batch_size: int,
             task_id=task_id, worker_id=worker_id, status="failed", error=error), timeout=30)
         log.error("task refused", extra={"task_id": task_id, "kind": claim.task.kind})
         return "failed"
-    job = CsvIngestion(clients, task_id, worker_id, batch_size, limits, claim.checkpoint)
+    job = CsvIngestion(clients, task_id, worker_id, batch_size, limits, claim.checkpoint,
+                       claim.lease_seconds)
     status, error = "done", ""
     try:
         file = clients.uploads.GetFile(upload_pb2.GetFileRequest(file_id=claim.task.file_id),

@@ -3,12 +3,16 @@ services: what the task ends with, what is stored for a rejected row, and how bi
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
+
+import pytest
 
 from marquee.catalog.v1 import catalog_pb2
 from marquee.task.v1 import task_pb2
 from marquee.upload.v1 import upload_pb2
 from services.common import jobs
+from services.worker import ingest
 from services.worker.csv_source import CsvLimits
 from services.worker.ingest import MAX_BATCH_BYTES, MAX_RAW, Clients, ingest_csv
 
@@ -20,6 +24,7 @@ class _Tasks:
     def __init__(self) -> None:
         self.finished: task_pb2.FinishTaskRequest | None = None
         self.rejected: list[task_pb2.RejectedRow] = []
+        self.reports: list[task_pb2.ReportProgressRequest] = []
 
     def ClaimTask(self, request: task_pb2.ClaimTaskRequest, timeout: float
                   ) -> task_pb2.ClaimTaskResponse:
@@ -29,6 +34,7 @@ class _Tasks:
 
     def ReportProgress(self, request: task_pb2.ReportProgressRequest, timeout: float
                        ) -> task_pb2.ReportProgressResponse:
+        self.reports.append(request)
         self.rejected.extend(request.rejected)
         return task_pb2.ReportProgressResponse()
 
@@ -119,3 +125,15 @@ def test_batches_of_long_rows_are_cut_by_size() -> None:
     assert tasks.finished is not None and tasks.finished.progress.rows_imported == 300
     assert len(catalog.batch_bytes) > 1
     assert max(catalog.batch_bytes) < MAX_BATCH_BYTES + 20_000  # at most one row over
+
+
+def test_reading_with_nothing_to_report_still_renews_the_lease(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blank lines never make a batch: before, 1 GiB of them read for minutes without a report,
+    the lease ran out and the sweep gave the running task to another worker."""
+    clock = itertools.count(step=2.0)  # each look at the clock is 2 s later: reading is slow
+    monkeypatch.setattr(ingest.time, "monotonic", lambda: next(clock))
+    tasks, _ = _ingest(HEADER + b"\n" * (8 << 20))  # 8 chunks of blank lines
+    assert tasks.finished is not None and tasks.finished.status == "done"
+    renewals = [r for r in tasks.reports if not r.rejected and r.progress.rows_read == 0]
+    assert len(renewals) >= 7  # one per chunk at least: each took longer than a third of a lease
