@@ -146,6 +146,20 @@ def _routes(settings: Settings, methods: list[_Method]) -> str:
     return "\n".join(routes)
 
 
+def _admin_paths(methods: list[_Method]) -> str:
+    """The RBAC permission that matches the admin methods (by their gRPC path: the filter runs
+    after the transcoder), or nothing when there are none."""
+    paths = [m.path for m in methods if m.access is Access.ADMIN]
+    if not paths:
+        return "{not_rule: {any: true}}"
+    indent = " " * 22
+    rules = "\n".join(f'{indent}- url_path: {{path: {{exact: "{p}"}}}}' for p in paths)
+    return f"""
+                    or_rules:
+                      rules:
+{rules}"""
+
+
 def render(settings: Settings) -> str:
     listen_host, listen_port = settings.gateway_host, settings.gateway_port
     self_host = "127.0.0.1" if listen_host in ("0.0.0.0", "::") else listen_host
@@ -204,6 +218,7 @@ def render(settings: Settings) -> str:
         SERVICE_ROUTES=_routes(settings, methods),
         PUBLIC_METHODS=public,
         INTERNAL_METHODS=unchecked,
+        ADMIN_METHODS=_admin_paths(methods),
         TRANSCODED_SERVICES=transcoded,
         CLUSTERS=clusters,
     )

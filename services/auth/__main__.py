@@ -35,7 +35,8 @@ def main() -> None:
         bcrypt_rounds=settings.bcrypt_rounds,
         password_min_chars=settings.password_min_chars,
     )
-    serve(settings, "auth", AuthServicer(service), verifier=service.verifier)
+    serve(settings, "auth", AuthServicer(service), verifier=service.verifier,
+          confirm_admin=service.confirm_admin)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
@@ -47,6 +48,11 @@ class UserRepository:
 
     def by_username(self, username: str) -> dict[str, Any] | None:
         return self._users.find_one({"username_key": username.lower()})
+
+    def by_id(self, user_id: str) -> dict[str, Any] | None:
+        if not ObjectId.is_valid(user_id):
+            return None
+        return self._users.find_one({"_id": ObjectId(user_id)})
 
 
 class LoginFailureRepository:

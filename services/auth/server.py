@@ -35,6 +35,11 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             valid=True, user_id=caller.user_id, username=caller.username, expires_at=expires_at
         )
 
+    def GetAccountStatus(self, request: auth_pb2.GetAccountStatusRequest,
+                         context: grpc.ServicerContext) -> auth_pb2.AccountStatus:
+        exists, role, disabled = self._service.account_status(request.user_id)
+        return auth_pb2.AccountStatus(exists=exists, role=role, disabled=disabled)
+
     def GetJwks(self, request: auth_pb2.GetJwksRequest, context: grpc.ServicerContext
                 ) -> auth_pb2.GetJwksResponse:
         return auth_pb2.GetJwksResponse(keys=[auth_pb2.Jwk(**jwk) for jwk in self._service.jwks()])

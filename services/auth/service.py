@@ -16,8 +16,9 @@ from services.auth.email_address import normalise_email
 from services.auth.keys import SigningKey
 from services.auth.repository import UserExists
 from services.auth.throttle import LoginThrottle
+from services.common.access import require_enabled_admin
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
-from services.common.tokens import ALGORITHM, Caller, TokenVerifier
+from services.common.tokens import ALGORITHM, USER_ROLE, Caller, TokenVerifier
 
 # Longer than any token this service issues (about 800 characters): not worth decoding.
 MAX_TOKEN_CHARS = 8192
@@ -33,6 +34,10 @@ class Users(Protocol):
 
     def by_username(self, username: str) -> dict[str, Any] | None:
         """The user (`_id`, `username`, `password_hash`...) whatever the case of `username`."""
+        ...
+
+    def by_id(self, user_id: str) -> dict[str, Any] | None:
+        """The user with this id; None for an id that names no user (or is not an id)."""
         ...
 
 
@@ -111,6 +116,17 @@ class AuthService:
         caller = self.verifier.verify(token.strip())
         claims = jwt.decode(token.strip(), options={"verify_signature": False})
         return caller, int(claims["exp"])
+
+    def account_status(self, user_id: str) -> tuple[bool, str, bool]:
+        """(exists, role, disabled) of the account as stored now."""
+        user = self._users.by_id(user_id)
+        if user is None:
+            return False, "", False
+        return True, user.get("role", USER_ROLE), bool(user.get("disabled", False))
+
+    def confirm_admin(self, caller: Caller) -> None:
+        exists, role, disabled = self.account_status(caller.user_id)
+        require_enabled_admin(exists=exists, role=role, disabled=disabled)
 
     def jwks(self) -> list[dict[str, Any]]:
         return [self._key.jwk]

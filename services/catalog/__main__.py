@@ -9,7 +9,7 @@ from services.catalog.repository import MovieRepository
 from services.catalog.server import CatalogServicer
 from services.catalog.service import CatalogService
 from services.common import logs, mongo
-from services.common.clients import jwks_verifier
+from services.common.clients import admin_confirmer, jwks_verifier
 from services.common.grpc_server import serve
 from services.common.settings import Settings
 
@@ -22,7 +22,8 @@ def main() -> None:
     cache = QueryCache(redis.Redis.from_url(settings.redis_url, socket_timeout=1),
                        settings.catalog_cache_ttl_seconds, settings.catalog_cache_max_page_bytes)
     service = CatalogService(movies, cache)
-    serve(settings, "catalog", CatalogServicer(service), verifier=jwks_verifier(settings))
+    serve(settings, "catalog", CatalogServicer(service), verifier=jwks_verifier(settings),
+          confirm_admin=admin_confirmer(settings))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Who may call what: every RPC is public, for a signed-in user, or for another service.
+"""Who may call what: every RPC is public, for a signed-in user, for an administrator, or for
+another service.
 
 Each method declares its level in the proto (`option (marquee.access.v1.access) = ...`); the
 policy is read from the generated descriptors, and a method without one stops the service from
@@ -32,7 +33,7 @@ from services.common.errors import (
     Unauthenticated,
     Unavailable,
 )
-from services.common.tokens import Caller, TokenVerifier, bearer_token
+from services.common.tokens import ADMIN_ROLE, Caller, TokenVerifier, bearer_token
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Access(enum.Enum):
     PUBLIC = access_pb2.ACCESS_PUBLIC
     USER = access_pb2.ACCESS_USER
     INTERNAL = access_pb2.ACCESS_INTERNAL
+    ADMIN = access_pb2.ACCESS_ADMIN
 
 
 class UndeclaredAccess(Exception):
@@ -61,7 +63,7 @@ def declared_access(method: MethodDescriptor) -> Access:
     except ValueError:
         raise UndeclaredAccess(
             f"{method.full_name} declares no access: add `option (marquee.access.v1.access) = "
-            "ACCESS_PUBLIC | ACCESS_USER | ACCESS_INTERNAL;` to it in its .proto"
+            "ACCESS_PUBLIC | ACCESS_USER | ACCESS_ADMIN | ACCESS_INTERNAL;` to it in its .proto"
         ) from None
 
 
@@ -85,14 +87,30 @@ def current_caller() -> Caller:
 
 _ALWAYS_PUBLIC = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
+# Raises PermissionDenied unless the caller's account is an enabled administrator now (the
+# token's role claim is as old as the token).
+ConfirmAdmin = Callable[[Caller], None]
+
+
+def require_enabled_admin(*, exists: bool, role: str, disabled: bool) -> None:
+    """What an admin method asks of the caller's account as it is stored now."""
+    if not exists:
+        raise PermissionDenied("your account no longer exists")
+    if disabled:
+        raise PermissionDenied("your account is disabled")
+    if role != ADMIN_ROLE:
+        raise PermissionDenied("your account is no longer an administrator; log in again")
+
 
 class AccessInterceptor(grpc.ServerInterceptor):
     def __init__(
-        self, policy: dict[str, Access], verifier: TokenVerifier, service_key: str
+        self, policy: dict[str, Access], verifier: TokenVerifier, service_key: str,
+        confirm_admin: ConfirmAdmin,
     ) -> None:
         self._policy = policy
         self._verifier = verifier
         self._service_key = service_key
+        self._confirm_admin = confirm_admin
 
     def _authorize(self, method: str, metadata: dict[str, str]) -> Caller | None:
         if method.startswith(_ALWAYS_PUBLIC):
@@ -107,7 +125,12 @@ class AccessInterceptor(grpc.ServerInterceptor):
             if not hmac.compare_digest(presented.encode(), self._service_key.encode()):
                 raise PermissionDenied("internal method: only Marquee services may call it")
             return None
-        return self._verifier.verify(bearer_token(metadata))
+        caller = self._verifier.verify(bearer_token(metadata))
+        if access is Access.ADMIN:
+            if not caller.is_admin:
+                raise PermissionDenied("only an administrator may do this")
+            self._confirm_admin(caller)
+        return caller
 
     def intercept_service(
         self, continuation: Callable[[Any], Any], handler_call_details: Any

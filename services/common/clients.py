@@ -8,10 +8,11 @@ import grpc
 from google.protobuf import json_format
 
 from marquee.auth.v1 import auth_pb2, auth_pb2_grpc
-from services.common.access import SERVICE_KEY_HEADER
+from services.common.access import SERVICE_KEY_HEADER, ConfirmAdmin, require_enabled_admin
+from services.common.errors import Unavailable
 from services.common.grpc_server import CHANNEL_OPTIONS
 from services.common.settings import Settings
-from services.common.tokens import TokenVerifier
+from services.common.tokens import Caller, TokenVerifier
 
 
 class _ServiceKey(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
@@ -56,3 +57,20 @@ def jwks_verifier(settings: Settings) -> TokenVerifier:
                 for k in response.keys]
 
     return TokenVerifier(fetch, settings.jwt_issuer, settings.jwt_audience)
+
+
+def admin_confirmer(settings: Settings) -> ConfirmAdmin:
+    """Asks the auth service whether the caller of an admin method is an enabled administrator
+    now. Admin calls are few, so each asks: a cache would let a demoted admin in for its life."""
+    stub = auth_pb2_grpc.AuthServiceStub(internal_channel(settings, "auth"))
+
+    def confirm(caller: Caller) -> None:
+        try:
+            status = stub.GetAccountStatus(
+                auth_pb2.GetAccountStatusRequest(user_id=caller.user_id), timeout=5)
+        except grpc.RpcError as exc:
+            raise Unavailable(f"cannot check the administrator's account now: {exc.code().name}; "
+                              "try again") from None
+        require_enabled_admin(exists=status.exists, role=status.role, disabled=status.disabled)
+
+    return confirm

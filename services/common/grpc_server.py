@@ -15,7 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common import registry
-from services.common.access import AccessInterceptor, policy
+from services.common.access import AccessInterceptor, ConfirmAdmin, policy
 from services.common.settings import Settings
 from services.common.tokens import TokenVerifier
 
@@ -69,6 +69,7 @@ def serve(
     name: str,
     *servicers: Any,
     verifier: TokenVerifier,
+    confirm_admin: ConfirmAdmin,
     max_workers: int = 32,
     on_stop: Callable[[], Any] | None = None,
 ) -> None:
@@ -77,6 +78,8 @@ def serve(
 
     `servicers` implement the service's proto services, in the registry's order. Who may call
     each method comes from the protos; a method that declares no access stops the start here.
+    `verifier` checks access tokens and `confirm_admin` an admin's account (services.common.
+    clients has both for every service but auth, which answers them itself).
     """
     spec = registry.spec(name)
     descriptors = spec.descriptors()
@@ -84,7 +87,8 @@ def serve(
         raise TypeError(f"{name} serves {spec.proto_services}: give one servicer for each")
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name),
-        interceptors=[AccessInterceptor(policy(descriptors), verifier, settings.service_key())],
+        interceptors=[AccessInterceptor(policy(descriptors), verifier, settings.service_key(),
+                                        confirm_admin)],
         options=server_options(spec),
     )
     grpc_module = spec.grpc_module()

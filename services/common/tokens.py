@@ -15,10 +15,23 @@ from services.common.errors import Unauthenticated
 ALGORITHM = "RS256"
 
 
+# The roles an access token's `role` claim may name.
+USER_ROLE = "user"
+ADMIN_ROLE = "admin"
+ROLES = (USER_ROLE, ADMIN_ROLE)
+
+
 @dataclass(frozen=True)
 class Caller:
     user_id: str
     username: str
+    role: str = USER_ROLE
+    # The session (`sid` claim) whose refresh token this access token came with.
+    session_id: str = ""
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == ADMIN_ROLE
 
 
 class TokenVerifier:
@@ -74,7 +87,11 @@ class TokenVerifier:
             raise Unauthenticated("access token expired; log in again") from None
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid access token: {exc}") from None
-        return Caller(user_id=claims["sub"], username=claims.get("username", ""))
+        role = claims.get("role", USER_ROLE)
+        if role not in ROLES:
+            raise Unauthenticated(f"invalid access token: unknown role {str(role)[:20]!r}")
+        return Caller(user_id=claims["sub"], username=claims.get("username", ""), role=role,
+                      session_id=str(claims.get("sid", "")))
 
 
 def bearer_token(metadata: dict[str, str]) -> str:

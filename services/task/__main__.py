@@ -8,7 +8,7 @@ import grpc
 
 from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
 from services.common import jobs, logs, mongo, periodic
-from services.common.clients import internal_channel, jwks_verifier
+from services.common.clients import admin_confirmer, internal_channel, jwks_verifier
 from services.common.grpc_server import serve
 from services.common.settings import Settings
 from services.task.repository import TaskRepository
@@ -63,6 +63,7 @@ def main() -> None:
     streams = StreamSlots(per_user=settings.task_streams_per_user,
                           total=settings.task_streams_total)
     serve(settings, "task", TaskServicer(service, streams), verifier=jwks_verifier(settings),
+          confirm_admin=admin_confirmer(settings),
           max_workers=CALL_THREADS + streams.total, on_stop=stop.set)
 
 

@@ -6,7 +6,7 @@ import logging
 import threading
 
 from services.common import logs, mongo, periodic
-from services.common.clients import internal_channel, jwks_verifier
+from services.common.clients import admin_confirmer, internal_channel, jwks_verifier
 from services.common.grpc_server import serve
 from services.common.settings import Settings
 from services.upload.repository import FileRepository, UploadSlotRepository
@@ -46,7 +46,8 @@ def main() -> None:
                             settings.max_upload_bytes, slots=slots, quota=quota)
     min_rate = MinRate(settings.upload_min_bytes_per_second, settings.upload_min_rate_grace_seconds)
     serve(settings, "upload", UploadServicer(service, min_rate),
-          verifier=jwks_verifier(settings), on_stop=stop.set)
+          verifier=jwks_verifier(settings),
+          confirm_admin=admin_confirmer(settings), on_stop=stop.set)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ from typing import Any
 from services.auth.repository import UserExists
 from services.catalog.records import Movie
 from services.catalog.repository import movie_document, movie_from_document
+from services.common.errors import PermissionDenied
 from services.common.ids import random_id
+from services.common.tokens import Caller
 from services.task.records import ACTIVE, NewTask, Progress, RejectedRow, Task
 from services.task.repository import SAMPLE_SIZE
 from services.task.task_pages import Position, position_of
@@ -58,6 +60,9 @@ class FakeUsers:
 
     def by_username(self, username: str) -> dict[str, Any] | None:
         return self._users.get(username.lower())
+
+    def by_id(self, user_id: str) -> dict[str, Any] | None:
+        return next((u for u in self._users.values() if u["_id"] == user_id), None)
 
 
 class FakeFailedLogins:
@@ -391,3 +396,8 @@ class FakeRedis:
     def incr(self, key: str) -> int:
         self.values[key] = str(int(self.values.get(key, b"0")) + 1).encode()
         return int(self.values[key])
+
+
+def no_admins(caller: Caller) -> None:
+    """An AccessInterceptor's admin check for servers whose tests call no admin method."""
+    raise PermissionDenied(f"{caller.username} is not an administrator here")

@@ -17,6 +17,7 @@ from services.common.access import (
     declared_access,
     method_path,
     policy,
+    require_enabled_admin,
 )
 from services.common.errors import PermissionDenied, Unauthenticated
 from services.common.tokens import Caller
@@ -40,6 +41,7 @@ def test_internal_methods_are_the_ones_only_services_call() -> None:
         "marquee.task.v1.TaskService.ReportProgress", "marquee.task.v1.TaskService.FinishTask",
         "marquee.task.v1.TaskService.CheckTaskQuota",
         "marquee.catalog.v1.CatalogService.ImportMovies",
+        "marquee.auth.v1.AuthService.GetAccountStatus",
     }
 
 
@@ -80,13 +82,23 @@ def test_policy_maps_paths_to_levels() -> None:
 
 class _Verifier:
     def verify(self, token: str) -> Caller:
+        if token == "admin":
+            return Caller("a1", "root", role="admin")
         if token != "good":
             raise Unauthenticated("bad token")
         return Caller("u1", "alice")
 
 
-def _interceptor(levels: dict[str, Access]) -> AccessInterceptor:
-    return AccessInterceptor(levels, _Verifier(), "the-key")  # type: ignore[arg-type]
+def _interceptor(levels: dict[str, Access], confirmed: list[Caller] | None = None,
+                 still_admin: bool = True) -> AccessInterceptor:
+    def confirm_admin(caller: Caller) -> None:
+        if confirmed is not None:
+            confirmed.append(caller)
+        require_enabled_admin(exists=True, role="admin" if still_admin else "user",
+                              disabled=False)
+
+    return AccessInterceptor(levels, _Verifier(), "the-key",  # type: ignore[arg-type]
+                             confirm_admin)
 
 
 def test_a_method_missing_from_the_policy_is_refused_even_with_every_credential() -> None:
@@ -110,3 +122,32 @@ def test_each_level_asks_for_its_credential() -> None:
             interceptor._authorize("/s/Int", metadata)
     # Health and reflection stay open to probes and grpcurl.
     assert interceptor._authorize("/grpc.health.v1.Health/Check", {}) is None
+
+
+def test_admin_methods_need_the_admin_role_in_the_token_and_in_the_account_now() -> None:
+    confirmed: list[Caller] = []
+    interceptor = _interceptor({"/s/Admin": Access.ADMIN}, confirmed)
+    assert interceptor._authorize("/s/Admin", {"authorization": "Bearer admin"}) == \
+        Caller("a1", "root", role="admin")
+    assert confirmed == [Caller("a1", "root", role="admin")]
+    with pytest.raises(PermissionDenied, match="only an administrator"):
+        interceptor._authorize("/s/Admin", {"authorization": "Bearer good"})
+    assert len(confirmed) == 1  # a user's token is refused without asking the auth service
+    for metadata in ({}, {SERVICE_KEY_HEADER: "the-key"}):
+        with pytest.raises(Unauthenticated):
+            interceptor._authorize("/s/Admin", metadata)
+    demoted = _interceptor({"/s/Admin": Access.ADMIN}, still_admin=False)
+    with pytest.raises(PermissionDenied, match="no longer an administrator"):
+        demoted._authorize("/s/Admin", {"authorization": "Bearer admin"})
+
+
+@pytest.mark.parametrize(("exists", "role", "disabled", "message"), [
+    (False, "admin", False, "no longer exists"),
+    (True, "admin", True, "disabled"),
+    (True, "user", False, "no longer an administrator"),
+])
+def test_an_admin_account_must_exist_be_enabled_and_keep_the_role(
+        exists: bool, role: str, disabled: bool, message: str) -> None:
+    with pytest.raises(PermissionDenied, match=message):
+        require_enabled_admin(exists=exists, role=role, disabled=disabled)
+    require_enabled_admin(exists=True, role="admin", disabled=False)

@@ -20,6 +20,7 @@ from services.common.errors import InvalidArgument, Throttled
 from services.common.grpc_server import server_options
 from services.common.logs import MAX_FIELD_CHARS, JsonFormatter
 from services.common.tokens import TokenVerifier
+from tests.unit.fakes import no_admins
 
 METHOD = "/probe.v1.Probe/Call"
 LIMIT = 64 << 10
@@ -53,7 +54,7 @@ def serve() -> Iterator[Callable[[Behaviour], grpc.Channel]]:
         verifier = TokenVerifier(list, "iss", "aud")
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=2),
-            interceptors=[AccessInterceptor({METHOD: Access.PUBLIC}, verifier, "key")],
+            interceptors=[AccessInterceptor({METHOD: Access.PUBLIC}, verifier, "key", no_admins)],
             options=server_options(spec))
         server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
             "probe.v1.Probe", {"Call": grpc.unary_unary_rpc_method_handler(

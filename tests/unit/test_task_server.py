@@ -26,7 +26,7 @@ from services.task.records import NewTask, Progress, RejectedRow
 from services.task.server import NOT_STORED_HEADER, TaskServicer, spreadsheet_safe
 from services.task.service import TaskLimits, TaskService
 from services.task.stream_slots import StreamSlots
-from tests.unit.fakes import Clock, FakeTasks
+from tests.unit.fakes import Clock, FakeTasks, no_admins
 
 KEY = "k" * 40
 PER_USER, TOTAL = 2, 3
@@ -87,7 +87,7 @@ def server() -> Iterator[Server]:
     grpc_server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=OTHER_CALL_THREADS + slots.total),
         interceptors=[AccessInterceptor(policy(registry.spec("task").descriptors()),
-                                        _Tokens(), KEY)])  # type: ignore[arg-type]
+                                        _Tokens(), KEY, no_admins)])  # type: ignore[arg-type]
     task_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(service, slots), grpc_server)
     port = grpc_server.add_insecure_port("127.0.0.1:0")
     grpc_server.start()

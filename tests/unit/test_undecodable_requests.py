@@ -13,6 +13,7 @@ import pytest
 from marquee.task.v1 import task_pb2
 from services.common.access import Access, AccessInterceptor
 from services.common.tokens import TokenVerifier
+from tests.unit.fakes import no_admins
 
 Request = task_pb2.GetTaskRequest
 NOT_UTF8 = b"\x0a\x02\xff\xfe"  # field 1, a string of two bytes that are not UTF-8
@@ -33,7 +34,8 @@ def channel() -> Iterator[grpc.Channel]:
         futures.ThreadPoolExecutor(max_workers=2),
         interceptors=[AccessInterceptor({"/probe.v1.Probe/One": Access.PUBLIC,
                                          "/probe.v1.Probe/Many": Access.PUBLIC},
-                                        TokenVerifier(list, "iss", "aud"), "k" * 32)])
+                                        TokenVerifier(list, "iss", "aud"), "k" * 32,
+                                        no_admins)])
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("probe.v1.Probe", {
         "One": grpc.unary_unary_rpc_method_handler(_echo,
                                                    request_deserializer=Request.FromString),
