@@ -12,6 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
+from devstack import admin_password
 from devstack.stack import Stack, port_is_free
 from services.common import registry
 from services.common.settings import load_dotenv
@@ -24,6 +25,19 @@ def _port(name: str, default: int) -> int:
 def _addr_port(name: str, default: int) -> int:
     addr = os.environ.get(name, "")
     return int(addr.rpartition(":")[2]) if addr else default
+
+
+def _admin(data_dir: Path) -> tuple[dict[str, str], str]:
+    """The administrator's password for the auth service (MARQUEE_ADMIN_PASSWORD, or the one
+    kept in the data dir), and what the banner says of it: the password itself only when it
+    was made now."""
+    if os.environ.get("MARQUEE_ADMIN_PASSWORD"):
+        return {}, "password from MARQUEE_ADMIN_PASSWORD"
+    password, new = admin_password.ensure(data_dir)
+    kept = data_dir.resolve() / admin_password.FILE_NAME
+    says = f"password {password}  (shown this once; kept in {kept})" if new \
+        else f"password in {kept}"
+    return {"MARQUEE_ADMIN_PASSWORD": password}, says
 
 
 def main() -> None:
@@ -44,7 +58,9 @@ def main() -> None:
     if taken:
         sys.exit("ports already in use: " + ", ".join(taken) +
                  ". Stop what uses them or set other ports (see README, Settings).")
-    stack = Stack(Path(os.environ.get("MARQUEE_DATA_DIR", ".marquee")), ports=ports,
+    data_dir = Path(os.environ.get("MARQUEE_DATA_DIR", ".marquee"))
+    admin_env, admin_says = _admin(data_dir)
+    stack = Stack(data_dir, ports=ports, extra_env=admin_env,
                   workers=int(os.environ.get("WORKERS", "1")))
     stopped = threading.Event()
 
@@ -68,6 +84,7 @@ def main() -> None:
         f"  database            {mongo}",
         f"  broker              {redis}",
         f"  data                {stack.data_dir}",
+        f"  {'admin ' + (os.environ.get('MARQUEE_ADMIN_USERNAME') or 'admin'):<19} {admin_says}",
         "Ctrl-C stops everything.",
     ]))
     stopped.wait()

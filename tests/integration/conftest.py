@@ -28,6 +28,9 @@ TMDB = DATA / "tmdb-top10k.csv"
 TEST_MAX_UPLOAD = 16 * 1024 * 1024
 STORED_BYTES_QUOTA = 2 * TEST_MAX_UPLOAD
 STORAGES = ["local", "gridfs"]
+# The administrator the stack creates at its first start (MARQUEE_ADMIN_*).
+ADMIN_USERNAME = "root"
+ADMIN_PASSWORD = "admin-" + uuid.uuid4().hex
 RETENTION_SECONDS = 8
 ORPHAN_GRACE_SECONDS = 10
 
@@ -83,6 +86,9 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     s = Stack(data_dir, ports=free_ports(), log_to=data_dir / "logs",
               workers=2,
               extra_env={"BCRYPT_ROUNDS": "4", "MAX_UPLOAD_BYTES": str(TEST_MAX_UPLOAD),
+                         "MARQUEE_ADMIN_USERNAME": ADMIN_USERNAME,
+                         "MARQUEE_ADMIN_EMAIL": "root@example.com",
+                         "MARQUEE_ADMIN_PASSWORD": ADMIN_PASSWORD,
                          # Short leases so that lost workers are noticed within seconds.
                          "TASK_LEASE_SECONDS": "6", "TASK_SWEEP_SECONDS": "2",
                          "FILE_RETENTION_SECONDS": str(RETENTION_SECONDS),
@@ -163,6 +169,11 @@ class Api:
         assert r.status_code == 201, r.text
         return User(username, password, r.json()["access_token"])
 
+    def login(self, username: str, password: str) -> User:
+        r = self.post("/auth/login", json={"username": username, "password": password})
+        assert r.status_code == 201, r.text
+        return User(username, password, r.json()["access_token"])
+
     def upload(self, user: User, content: bytes, filename: str = "movies.csv"
                ) -> requests.Response:
         return self.post("/files/upload", headers=user.headers,
@@ -200,6 +211,12 @@ class Api:
 @pytest.fixture(scope="session")
 def api(stack: Stack) -> Api:
     return Api(stack.gateway_url)
+
+
+@pytest.fixture(scope="session")
+def admin(api: Api) -> User:
+    """The administrator the stack created from MARQUEE_ADMIN_PASSWORD."""
+    return api.login(ADMIN_USERNAME, ADMIN_PASSWORD)
 
 
 @pytest.fixture(scope="session")

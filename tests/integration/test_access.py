@@ -1,6 +1,6 @@
-"""Every method of every registered service, called with no token, a user's token and the service
-key, through the gateway and straight to the service: the level its proto declares is what is
-enforced.
+"""Every method of every registered service, called with no token, a user's token, an
+administrator's token and the service key, through the gateway and straight to the service: the
+level its proto declares is what is enforced.
 
 Requests are empty, so an allowed call fails on its arguments (INVALID_ARGUMENT, NOT_FOUND) or
 succeeds; a refused one fails with UNAUTHENTICATED, PERMISSION_DENIED or, at the gateway for an
@@ -20,7 +20,7 @@ from google.protobuf import message_factory
 from devstack.stack import Stack
 from services.common import registry
 from services.common.access import SERVICE_KEY_HEADER, Access, declared_access, method_path
-from tests.integration.conftest import Api
+from tests.integration.conftest import Api, User
 
 REFUSED = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
            grpc.StatusCode.UNIMPLEMENTED}
@@ -57,11 +57,12 @@ def _message_class(descriptor: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def credentials(stack: Stack, api: Api) -> dict[str, tuple[tuple[str, str], ...]]:
+def credentials(stack: Stack, api: Api, admin: User) -> dict[str, tuple[tuple[str, str], ...]]:
     user = api.register("access")
     return {
         "no token": (),
         "user token": user.metadata,
+        "admin token": admin.metadata,
         "service key": ((SERVICE_KEY_HEADER, stack.settings.service_key()),),
     }
 
@@ -79,7 +80,9 @@ def _allowed(access: Access, credential: str, via_gateway: bool) -> bool:
     if access is Access.PUBLIC:
         return True
     if access is Access.USER:
-        return credential == "user token"
+        return credential in ("user token", "admin token")
+    if access is Access.ADMIN:
+        return credential == "admin token"
     # Internal: only the service key, and never through the gateway.
     return credential == "service key" and not via_gateway
 

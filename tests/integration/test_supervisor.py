@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -20,7 +21,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jwt
 import pytest
+import requests
 
 from devstack.stack import ROOT, free_ports, port_is_free
 from services.common import registry
@@ -78,6 +81,8 @@ def _stack_env(ports: dict[str, int], data_dir: Path) -> dict[str, str]:
         "MARQUEE_DATA_DIR": str(data_dir),
         "BCRYPT_ROUNDS": "4",
         "PYTHONUNBUFFERED": "1",
+        # As on a fresh machine: `make run` makes the admin's password.
+        "MARQUEE_ADMIN_USERNAME": "", "MARQUEE_ADMIN_PASSWORD": "",
     }
 
 
@@ -187,8 +192,31 @@ def test_sigkilled_supervisor_takes_every_process_of_the_stack_with_it(
     assert not supervisor.taken_ports()
 
 
-def test_sigterm_stops_everything_gracefully_in_reverse_order(supervisor: Supervisor) -> None:
+def _admin_made_with_a_random_password_shown_once(supervisor: Supervisor, data_dir: Path
+                                                   ) -> None:
+    found = re.search(r"admin admin +password (\S+) +\(shown this once; kept in (\S+)\)",
+                      supervisor.output())
+    assert found, supervisor.output()[-4000:]
+    password, kept = found.groups()
+    assert Path(kept) == (data_dir / "admin-password").resolve()
+    assert stat.S_IMODE(Path(kept).stat().st_mode) == 0o600
+    assert Path(kept).read_text().strip() == password
+    gateway = f"http://127.0.0.1:{supervisor.ports['gateway']}"
+    r = requests.post(gateway + "/auth/login", json={"username": "admin", "password": password},
+                      timeout=30)
+    assert r.status_code == 201, r.text
+    assert jwt.decode(r.json()["access_token"], options={"verify_signature": False})["role"] \
+        == "admin"
+    r = requests.get(gateway + "/admin/users", timeout=30,
+                     headers={"Authorization": f"Bearer {r.json()['access_token']}"})
+    assert r.status_code == 200, r.text
+
+
+def test_sigterm_stops_everything_gracefully_in_reverse_order(
+        supervisor: Supervisor, tmp_path: Path) -> None:
     supervisor.wait_up()
+    # (On the way, with no MARQUEE_ADMIN_PASSWORD set, the first start made the admin.)
+    _admin_made_with_a_random_password_shown_once(supervisor, tmp_path / "data")
     # A process the supervisor restarted, from its watcher thread (which ends when stopping
     # begins), is stopped in its turn like the others, not killed when that thread ends.
     auth = next(p for p, ppid in supervisor.descendants().items()
