@@ -2,7 +2,7 @@
 
     --keep            keep the temporary directory (stack data, logs, generated files)
     --rows N[,N...]   ingest these row counts instead of the tier's (e.g. only 1000000)
-    --parts P[,P...]  measure only these of ingest, reads, upload, scale (default: all)
+    --parts P[,P...]  measure only these of ingest, reads, upload, scale, auth (default: all)
     --markdown FILE   print FILE's results as Markdown tables (for BENCHMARKS.md) and exit
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 import requests
 from pymongo import MongoClient
 
-from bench import ingest, machine, report
+from bench import auth, ingest, machine, report
 from bench.datagen import write_csv
 from bench.memory import cpu_seconds, peaks_mb, reset_peaks
 from bench.reads import Budget, Reader
@@ -44,7 +44,7 @@ MIB = 2**20
 ID_BASES = {10_000: 100_000_000, 100_000: 200_000_000, 1_000_000: 300_000_000}
 UPLOAD_ID_BASE = 900_000_000
 SCALE_ID_BASE = 1_000_000_000
-PARTS = ("ingest", "reads", "upload", "scale")
+PARTS = ("ingest", "reads", "upload", "scale", "auth")
 
 
 @dataclass(frozen=True)
@@ -250,7 +250,7 @@ def run(tier_name: str, tier: Tier, parts: set[str], keep: bool, results: dict[s
                    "reads": vars(tier.reads) if tier.reads else None, "workers": 1,
                    "worker_concurrency": 1, "mb": "MiB (2^20 bytes)",
                    "scale_bytes": list(tier.scale_bytes), "parts": sorted(parts)},
-        "ingest": [], "upload": [], "reads": [], "scale": [],
+        "ingest": [], "upload": [], "reads": [], "scale": [], "auth": {},
     })
     ok = False
     try:
@@ -262,6 +262,9 @@ def run(tier_name: str, tier: Tier, parts: set[str], keep: bool, results: dict[s
             reader = Reader(api, stack.env["MONGO_URI"], stack.settings.mongo_db,
                             stack.env["REDIS_URL"])
             try:
+                if "auth" in parts:  # first: nothing else has loaded the database yet
+                    results["auth"] = auth.measure(stack.gateway_url)
+                    log(f"auth: {results['auth']}")
                 if "ingest" in parts:
                     for rows in tier.ingest_rows:
                         run_ingest_tier(rows, tier, work, stack, api, db, reader, results)

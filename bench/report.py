@@ -96,6 +96,11 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
                 ["movies", "query", "conc", "p50", "p95", "p99", "req/s", "hit ratio",
                  "cold", "uncached p50", "uncached p99", "direct p50", "direct p99",
                  "direct req/s", "p99/direct", "uncached p99/direct"], read_rows))
+    auth = results.get("auth", {})
+    out.append(("Account routes via Envoy (ms, one client; ratio = p50 / the JWKS GET's p50)",
+                ["route", "requests", "p50", "p95", "p99", "p50 ratio"],
+                [[route, _fmt(r["requests"]), _fmt(r["p50_ms"]), _fmt(r["p95_ms"]),
+                  _fmt(r["p99_ms"]), _fmt(r["p50_over_jwks"])] for route, r in auth.items()]))
     return out
 
 

@@ -21,10 +21,14 @@ def running_stack(data_dir: Path) -> Iterator[Stack]:
     """One worker process with one pool slot, as the smallest deployment; always stopped."""
     stack = Stack(data_dir / "stack", ports=free_ports(),
                   log_to=data_dir / "logs", workers=1,
-                  extra_env={"BCRYPT_ROUNDS": "4", "MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+                  extra_env={"MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
                              "WORKER_CONCURRENCY": "1",
                              # A full run outlasts the default 15-minute token.
                              "ACCESS_TOKEN_TTL_SECONDS": "86400",
+                             # The auth part times hundreds of requests from one address and
+                             # one user; the reads part runs 64 clients as one user.
+                             "GATEWAY_AUTH_RATE_LIMIT": "100000",
+                             "GATEWAY_USER_RATE_LIMIT": "100000",
                              "MONGO_DB": f"marquee_bench_{uuid.uuid4().hex[:8]}"})
     try:
         stack.start()

@@ -110,3 +110,19 @@ class MovieRepository:
         cursor = self._movies.find(query).sort(sort).limit(50)
         return (cursor.hint(hint) if hint else cursor).explain()
 
+    def existing(self, movie_ids: list[str]) -> list[str]:
+        return [d["_id"] for d in self._movies.find({"_id": {"$in": movie_ids}}, {"_id": 1})]
+
+    def set_vote_counts(self, movie_id: str, upvotes: int, downvotes: int, version: int
+                        ) -> bool | None:
+        """Stores the counts unless the movie holds a newer version: whether they were applied,
+        None when there is no such movie."""
+        result = self._movies.update_one(
+            {"_id": movie_id, "$or": [{"votes_version": {"$lt": version}},
+                                      {"votes_version": {"$exists": False}}]},
+            {"$set": {"upvotes": upvotes, "downvotes": downvotes, "score": upvotes - downvotes,
+                      "votes_version": version}})
+        if result.matched_count:
+            return True
+        return None if self._movies.find_one({"_id": movie_id}, {"_id": 1}) is None else False
+

@@ -72,3 +72,14 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             inserted, updated = self._service.import_batch([movie_from_message(m) for m in
                                                             batch.movies])
             yield catalog_pb2.ImportMoviesResponse(inserted=inserted, updated=updated)
+
+    def CheckMovies(self, request: catalog_pb2.CheckMoviesRequest, context: grpc.ServicerContext
+                    ) -> catalog_pb2.CheckMoviesResponse:
+        return catalog_pb2.CheckMoviesResponse(
+            existing_ids=self._service.check_movies(list(request.movie_ids)))
+
+    def SetVoteCounts(self, request: catalog_pb2.SetVoteCountsRequest,
+                      context: grpc.ServicerContext) -> catalog_pb2.SetVoteCountsResponse:
+        return catalog_pb2.SetVoteCountsResponse(applied=self._service.set_vote_counts(
+            request.movie_id, request.upvotes, request.downvotes, request.version))
+

@@ -18,6 +18,8 @@ from services.common.errors import InvalidArgument, NotFound
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 MAX_PAGE = 1_000_000
+# Ids are the CSV's, at most this long (services/worker/movie_rows.py refuses longer ones).
+MAX_MOVIE_ID_CHARS = 100
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,12 @@ class Movies(Protocol):
                   limit: int) -> list[Movie]: ...
     def count(self, query: dict[str, Any]) -> int: ...
     def get(self, movie_id: str) -> Movie | None: ...
+    def existing(self, movie_ids: list[str]) -> list[str]: ...
+
+    def set_vote_counts(self, movie_id: str, upvotes: int, downvotes: int, version: int
+                        ) -> bool | None:
+        """Applied unless a newer version is stored; None when the movie does not exist."""
+        ...
 
 
 class CatalogService:
@@ -226,3 +234,23 @@ class CatalogService:
         if self._cache is not None and movies:
             self._cache.invalidate()
         return written
+
+    def check_movies(self, movie_ids: list[str]) -> list[str]:
+        """Which of these ids name a movie."""
+        if len(movie_ids) > MAX_LIMIT:
+            raise InvalidArgument(f"at most {MAX_LIMIT} movie ids at once")
+        if any(len(movie_id) > MAX_MOVIE_ID_CHARS for movie_id in movie_ids):
+            return self._movies.existing([m for m in movie_ids if len(m) <= MAX_MOVIE_ID_CHARS])
+        return self._movies.existing(movie_ids)
+
+    def set_vote_counts(self, movie_id: str, upvotes: int, downvotes: int, version: int) -> bool:
+        """The ratings service's counts for a movie (they are its to keep: this is a copy for
+        display and the score order). Cached pages are not invalidated: counts are read fresh
+        into every page served."""
+        if upvotes < 0 or downvotes < 0 or version < 1:
+            raise InvalidArgument("vote counts must not be negative and versions start at 1")
+        applied = self._movies.set_vote_counts(movie_id, upvotes, downvotes, version)
+        if applied is None:
+            raise NotFound(f"no movie with id {movie_id!r}")
+        return applied
+

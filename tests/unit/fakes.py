@@ -380,6 +380,24 @@ class FakeMovies:
         doc = self._docs.get(movie_id)
         return None if doc is None else movie_from_document(doc)
 
+    def existing(self, movie_ids: list[str]) -> list[str]:
+        return [m for m in movie_ids if m in self._docs]
+
+    def stored(self, movie_id: str) -> dict[str, Any]:
+        """The stored document, for tests to look at."""
+        return self._docs[movie_id]
+
+    def set_vote_counts(self, movie_id: str, upvotes: int, downvotes: int, version: int
+                        ) -> bool | None:
+        doc = self._docs.get(movie_id)
+        if doc is None:
+            return None
+        if doc.get("votes_version", 0) >= version:
+            return False
+        doc.update(upvotes=upvotes, downvotes=downvotes, score=upvotes - downvotes,
+                   votes_version=version)
+        return True
+
 
 class FakeRedis:
     """The three Redis commands the catalog's query cache uses."""

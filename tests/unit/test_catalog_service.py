@@ -172,3 +172,18 @@ def test_a_page_over_the_size_bound_is_answered_but_not_cached() -> None:
     assert service.browse(small, with_total=False).cached
     pages = [key for key in store.values if key.startswith("catalog:page:")]
     assert len(pages) == 1 and all(len(store.values[key]) <= 2000 for key in pages)
+
+
+def test_vote_counts_from_the_ratings_service_never_go_back_in_time() -> None:
+    movies = FakeMovies()
+    service = CatalogService(movies)
+    service.import_batch([Movie(id="m1", title="One")])
+    assert service.set_vote_counts("m1", 2, 1, version=3)
+    assert not service.set_vote_counts("m1", 1, 1, version=2)  # sent earlier, arrived later
+    assert {k: movies.stored("m1")[k] for k in ("upvotes", "downvotes", "score")} == \
+        {"upvotes": 2, "downvotes": 1, "score": 1}
+    with pytest.raises(NotFound):
+        service.set_vote_counts("missing", 1, 0, version=1)
+    with pytest.raises(InvalidArgument):
+        service.set_vote_counts("m1", -1, 0, version=4)
+    assert service.check_movies(["m1", "missing", "x" * 500]) == ["m1"]
