@@ -147,17 +147,13 @@ def _routes(settings: Settings, methods: list[_Method]) -> str:
 
 
 def _admin_paths(methods: list[_Method]) -> str:
-    """The RBAC permission that matches the admin methods (by their gRPC path: the filter runs
-    after the transcoder), or nothing when there are none."""
+    """The RBAC permission (YAML flow style) that matches the admin methods by their gRPC path:
+    the filter runs after the transcoder. One that matches nothing when there are none."""
     paths = [m.path for m in methods if m.access is Access.ADMIN]
     if not paths:
         return "{not_rule: {any: true}}"
-    indent = " " * 22
-    rules = "\n".join(f'{indent}- url_path: {{path: {{exact: "{p}"}}}}' for p in paths)
-    return f"""
-                    or_rules:
-                      rules:
-{rules}"""
+    rules = ", ".join(f'{{url_path: {{path: {{exact: "{p}"}}}}}}' for p in paths)
+    return f"{{or_rules: {{rules: [{rules}]}}}}"
 
 
 def render(settings: Settings) -> str:

@@ -1,10 +1,12 @@
-"""Auth use cases: register, log in, issue and verify access tokens. Plain Python, no gRPC."""
+"""Auth use cases: register, log in, refresh and log out (sessions.py keeps the sessions), the
+caller's profile, issue and verify access tokens. Plain Python, no gRPC."""
 
 from __future__ import annotations
 
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -14,7 +16,15 @@ import jwt
 from services.auth import fields
 from services.auth.email_address import normalise_email
 from services.auth.keys import SigningKey
+from services.auth.profiles import (
+    UserProfile,
+    is_disabled,
+    profile_of,
+    require_enabled,
+    role_of,
+)
 from services.auth.repository import UserExists
+from services.auth.sessions import RefreshGrant, Sessions
 from services.auth.throttle import LoginThrottle
 from services.common.access import require_enabled_admin
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
@@ -45,6 +55,8 @@ class Users(Protocol):
 class IssuedToken:
     access_token: str
     expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
 
 
 class AuthService:
@@ -53,15 +65,19 @@ class AuthService:
         users: Users,
         key: SigningKey,
         *,
+        sessions: Sessions,
         issuer: str,
         audience: str,
         ttl_seconds: int,
         throttle: LoginThrottle,
         bcrypt_rounds: int = 12,
         password_min_chars: int = 8,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._users = users
         self._key = key
+        self._sessions = sessions
+        self._clock = clock
         self._issuer = issuer
         self._audience = audience
         self._ttl = ttl_seconds
@@ -88,10 +104,12 @@ class AuthService:
             )
         except UserExists as exc:
             raise AlreadyExists(f"{exc.field} is already taken") from None
-        return self._issue(user_id, username)
+        return self._issue(user_id, username, USER_ROLE, self._sessions.start(user_id))
 
     def login(self, *, username: str, password: str) -> IssuedToken:
-        """Throttled while the username is locked by failed logins, whatever the password."""
+        """Throttled while the username is locked by failed logins, whatever the password.
+        A disabled account is refused only once the password is right, so that nobody without
+        the password learns that the account is disabled."""
         username = username.strip()
         _require({"username": username, "password": password})
         fields.check_login_username(username)
@@ -105,7 +123,33 @@ class AuthService:
                 raise NotFound(f"no user named {username!r}")
             raise Unauthenticated("wrong password")
         self._throttle.succeeded(username)
-        return self._issue(str(user["_id"]), user["username"])
+        require_enabled(user)
+        user_id = str(user["_id"])
+        return self._issue(user_id, user["username"], role_of(user),
+                           self._sessions.start(user_id))
+
+    def refresh(self, refresh_token: str) -> IssuedToken:
+        """A new pair for a refresh token, which is used up. The role comes from the account as
+        stored now, so a role change takes effect at the next refresh."""
+        user, grant = self._sessions.rotate(refresh_token)
+        return self._issue(str(user["_id"]), user["username"], role_of(user), grant)
+
+    def logout(self, refresh_token: str) -> int:
+        """Ends the refresh token's session; returns how many sessions ended (0 or 1)."""
+        return self._sessions.end(refresh_token)
+
+    def logout_everywhere(self, access_token: str) -> int:
+        """Ends every session of the access token's user; returns how many were open."""
+        if len(access_token) > MAX_TOKEN_CHARS:
+            raise Unauthenticated("malformed access token")
+        caller = self.verifier.verify(access_token)
+        return self._sessions.end_all(caller.user_id, "logout everywhere")
+
+    def me(self, caller: Caller) -> UserProfile:
+        user = self._users.by_id(caller.user_id)
+        if user is None:
+            raise NotFound("your account no longer exists")
+        return profile_of(user)
 
     def verify(self, token: str) -> tuple[Caller, int]:
         """The token's caller and expiry (unix seconds); Unauthenticated when it is not valid."""
@@ -122,7 +166,7 @@ class AuthService:
         user = self._users.by_id(user_id)
         if user is None:
             return False, "", False
-        return True, user.get("role", USER_ROLE), bool(user.get("disabled", False))
+        return True, role_of(user), is_disabled(user)
 
     def confirm_admin(self, caller: Caller) -> None:
         exists, role, disabled = self.account_status(caller.user_id)
@@ -131,11 +175,14 @@ class AuthService:
     def jwks(self) -> list[dict[str, Any]]:
         return [self._key.jwk]
 
-    def _issue(self, user_id: str, username: str) -> IssuedToken:
-        now = int(time.time())
+    def _issue(self, user_id: str, username: str, role: str, grant: RefreshGrant
+               ) -> IssuedToken:
+        now = int(self._clock())
         claims = {
             "sub": user_id,
             "username": username,
+            "role": role,
+            "sid": grant.session_id,
             "iss": self._issuer,
             "aud": self._audience,
             "iat": now,
@@ -144,7 +191,9 @@ class AuthService:
         }
         token = jwt.encode(claims, self._key.private_key, algorithm=ALGORITHM,
                            headers={"kid": self._key.kid})
-        return IssuedToken(access_token=token, expires_in=self._ttl)
+        return IssuedToken(access_token=token, expires_in=self._ttl,
+                           refresh_token=grant.refresh_token,
+                           refresh_expires_in=grant.expires_in)
 
 
 def _require(fields: dict[str, str]) -> None:

@@ -22,10 +22,16 @@ def movie_message(movie: Movie) -> catalog_pb2.Movie:
     for name in _OPTIONAL:  # unset, not 0, when unknown
         if (value := getattr(movie, name)) is not None:
             setattr(message, name, value)
+    if (p := movie.provenance) is not None:
+        message.imported_by = p.imported_by
+        message.updated_at = p.updated_at.isoformat() if p.updated_at else ""
+        message.updated_by = p.updated_by
     return message
 
 
 def movie_from_message(message: catalog_pb2.Movie) -> Movie:
+    """The movie a message carries; its provenance fields are not read: the catalog records who
+    imports a movie from the import's importer, never from what a message claims."""
     release = None
     if message.release_date:
         try:

@@ -1,9 +1,21 @@
-"""A movie as the catalog's use cases, its repository and the ingestion worker exchange it."""
+"""A movie as the catalog's use cases, its repository and the ingestion worker exchange it, and
+who imports it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Who a stored movie belongs to and who changed it last. Movies stored before the catalog
+    kept owners have none of it but `updated_at`; the next import claims them."""
+
+    imported_by_id: str = ""  # the user id of the first importer: the owner
+    imported_by: str = ""  # their username
+    updated_at: datetime | None = None  # UTC without a zone
+    updated_by: str = ""  # the username of the last importer
 
 
 @dataclass(frozen=True)
@@ -18,7 +30,26 @@ class Movie:
     vote_average: float | None = None
     vote_count: int | None = None
     extra: dict[str, str] = field(default_factory=dict)  # CSV columns with no field here
+    # Set by the catalog when it stores the movie; None in what the worker sends.
+    provenance: Provenance | None = None
 
     @property
     def release_year(self) -> int | None:
         return self.release_date.year if self.release_date else None
+
+
+@dataclass(frozen=True)
+class Importer:
+    """The user an import is for (the uploader of the file, as their task recorded them)."""
+
+    user_id: str
+    username: str
+    is_admin: bool = False
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    inserted: int
+    replaced: int
+    # Movie id -> the owner's username, for the movies of the batch another user owns.
+    skipped: dict[str, str] = field(default_factory=dict)

@@ -10,10 +10,14 @@ from google.api import httpbody_pb2
 
 from marquee.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from services.catalog.movie_message import movie_from_message, movie_message
-from services.catalog.records import Movie
+from services.catalog.records import Importer, Movie, Provenance
 from services.catalog.repository import movie_document
 from services.catalog.service import CatalogService, MovieQuery, validate
 from services.common.rest import json_body
+
+# Stored fields the REST JSON leaves out or shows in another form.
+_NOT_SHOWN = ("release_year", "extra", "imported_by_id", "imported_by", "updated_at",
+              "updated_by")
 
 
 def _query(request: catalog_pb2.ListMoviesRequest) -> MovieQuery:
@@ -27,10 +31,16 @@ def _query(request: catalog_pb2.ListMoviesRequest) -> MovieQuery:
 
 def rest_json(movie: Movie) -> dict[str, Any]:
     """A movie as the REST contract shows it, the stored document: `_id`, ISO `release_date`,
-    the extra columns beside the fields."""
+    the extra columns beside the fields, and its provenance: who imported it first (a username:
+    the owner's user id stays inside) and when and by whom it last changed (null for a movie
+    stored before the catalog kept them)."""
     doc = movie_document(movie)
-    out = {k: v for k, v in doc.items() if k not in ("release_year", "extra")}
+    out = {k: v for k, v in doc.items() if k not in _NOT_SHOWN}
     out["release_date"] = movie.release_date.isoformat() if movie.release_date else None
+    p = movie.provenance or Provenance()
+    out["imported_by"] = p.imported_by or None
+    out["updated_at"] = p.updated_at.isoformat() if p.updated_at else None
+    out["updated_by"] = p.updated_by or None
     for key, value in movie.extra.items():
         out.setdefault(key, value)
     return out
@@ -69,9 +79,21 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     def ImportMovies(self, request_iterator: Iterator[catalog_pb2.ImportMoviesRequest],
                      context: grpc.ServicerContext) -> Iterator[catalog_pb2.ImportMoviesResponse]:
         for batch in request_iterator:
-            inserted, updated = self._service.import_batch([movie_from_message(m) for m in
-                                                            batch.movies])
-            yield catalog_pb2.ImportMoviesResponse(inserted=inserted, updated=updated)
+            importer = Importer(user_id=batch.importer.user_id,
+                                username=batch.importer.username,
+                                is_admin=batch.importer.is_admin)
+            result = self._service.import_batch([movie_from_message(m) for m in batch.movies],
+                                                importer)
+            yield catalog_pb2.ImportMoviesResponse(
+                inserted=result.inserted, updated=result.replaced,
+                skipped=[catalog_pb2.SkippedMovie(movie_id=movie_id, owner=owner)
+                         for movie_id, owner in result.skipped.items()])
+
+    def DeleteMovie(self, request: catalog_pb2.DeleteMovieRequest,
+                    context: grpc.ServicerContext) -> catalog_pb2.DeleteMovieResponse:
+        self._service.delete(request.movie_id)
+        return catalog_pb2.DeleteMovieResponse(movie_id=request.movie_id,
+                                               message=f"movie {request.movie_id} deleted")
 
     def CheckMovies(self, request: catalog_pb2.CheckMoviesRequest, context: grpc.ServicerContext
                     ) -> catalog_pb2.CheckMoviesResponse:

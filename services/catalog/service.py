@@ -1,4 +1,5 @@
-"""Catalog use cases: import batches of movies, and browse them with filters, sorts and pages."""
+"""Catalog use cases: import batches of movies for their owners, browse them with filters, sorts
+and pages, and delete one."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Protocol
 import bson
 
 from services.catalog.cache import QueryCache
-from services.catalog.records import Movie
+from services.catalog.records import Importer, ImportResult, Movie
 from services.catalog.repository import SORT_FIELDS, movie_document, movie_from_document
 from services.common.errors import InvalidArgument, NotFound
 
@@ -159,8 +160,17 @@ class Movies(Protocol):
     name the stored fields (`_id`, `release_year`, `original_language`, and SORT_FIELDS'
     values); sorts put null lowest."""
 
-    def upsert_many(self, movies: list[Movie]) -> tuple[int, int]:
-        """Stores each movie under its id, replacing one already there: (inserted, replaced)."""
+    def import_many(self, movies: list[Movie], importer: Importer) -> ImportResult:
+        """Stores each movie under its id with `importer` as the last to change it. A new id is
+        inserted with `importer` as its owner; a stored movie that `importer` owns, or that has
+        no owner, is replaced (and then owned by `importer`); one another user owns is left
+        alone and reported in `skipped` with its owner's username, unless `importer` is an
+        administrator: then it is replaced and keeps its owner. Decided per movie by the store
+        itself, so that of two imports of one new id at once exactly one owns it."""
+        ...
+
+    def delete(self, movie_id: str) -> bool:
+        """Removes the movie; whether there was one."""
         ...
 
     def find_page(self, query: dict[str, Any], sort: list[tuple[str, int]], skip: int,
@@ -226,14 +236,31 @@ class CatalogService:
             raise NotFound(f"no movie with id {movie_id!r}")
         return movie
 
-    def import_batch(self, movies: list[Movie]) -> tuple[int, int]:
+    def import_batch(self, movies: list[Movie], importer: Importer) -> ImportResult:
+        """Stores the movies for `importer`: a movie another (non-admin) user owns is skipped,
+        not changed (Movies.import_many has the rule)."""
+        if not importer.user_id:
+            raise InvalidArgument("an import needs its importer's user id")
         for movie in movies:
             if not movie.id or not movie.title:
                 raise InvalidArgument("every imported movie needs an id and a title")
-        written = self._movies.upsert_many(movies)
-        if self._cache is not None and movies:
+        result = self._movies.import_many(movies, importer)
+        if result.inserted or result.replaced:
+            self._retire_cached_pages()
+        return result
+
+    def delete(self, movie_id: str) -> None:
+        """Deletes the movie; NotFound for an unknown id. Cached pages that show it are retired,
+        so no browse serves it again."""
+        if not movie_id or len(movie_id) > MAX_MOVIE_ID_CHARS:
+            raise InvalidArgument(f"movie_id must have 1 to {MAX_MOVIE_ID_CHARS} characters")
+        if not self._movies.delete(movie_id):
+            raise NotFound(f"no movie with id {movie_id!r}")
+        self._retire_cached_pages()
+
+    def _retire_cached_pages(self) -> None:
+        if self._cache is not None:
             self._cache.invalidate()
-        return written
 
     def check_movies(self, movie_ids: list[str]) -> list[str]:
         """Which of these ids name a movie."""

@@ -73,6 +73,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
     # at most CSV_MAX_ROW_CHARS (1 Mi characters, <= 4 MiB).
     ServiceSpec("catalog", "marquee.catalog.v1.catalog", ("CatalogService",), 50054,
                 after=("auth",), max_message_bytes=16 << 20),
+    # Checks movies with the catalog and tells it their counts, so it starts after it.
+    ServiceSpec("ratings", "marquee.ratings.v1.ratings", ("RatingsService",), 50055,
+                after=("auth", "catalog")),
 )
 
 

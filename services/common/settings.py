@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.common import registry
@@ -48,6 +48,14 @@ class Settings:
     jwt_issuer: str
     jwt_audience: str
     access_token_ttl_seconds: int
+    # A refresh token's own lifetime, and a session's absolute one (from its login).
+    refresh_token_ttl_seconds: int
+    session_max_seconds: int
+    # The administrator the auth service creates or updates at start when a password is set
+    # (empty: none). Kept out of repr so that no log of the settings shows it.
+    admin_username: str
+    admin_email: str
+    admin_password: str = field(repr=False)
     jwt_private_key_file: Path
     service_key_file: Path
     max_upload_bytes: int
@@ -90,6 +98,8 @@ class Settings:
     upload_orphan_grace_seconds: int
     catalog_cache_ttl_seconds: int
     catalog_cache_max_page_bytes: int
+    # How often the ratings service pushes unconfirmed vote counts to the catalog and recounts.
+    ratings_sync_seconds: int
     # Gateway limits on slow and abusive clients (gateway/render.py writes them into Envoy).
     gateway_request_headers_timeout_seconds: int
     gateway_idle_timeout_seconds: int
@@ -123,6 +133,11 @@ class Settings:
             jwt_issuer=env("JWT_ISSUER", "marquee"),
             jwt_audience=env("JWT_AUDIENCE", "marquee"),
             access_token_ttl_seconds=_int("ACCESS_TOKEN_TTL_SECONDS", 900),
+            refresh_token_ttl_seconds=_int("REFRESH_TOKEN_TTL_SECONDS", 7 * 24 * 3600),
+            session_max_seconds=_int("SESSION_MAX_SECONDS", 30 * 24 * 3600),
+            admin_username=env("MARQUEE_ADMIN_USERNAME", "admin"),
+            admin_email=env("MARQUEE_ADMIN_EMAIL", "admin@marquee.local"),
+            admin_password=env("MARQUEE_ADMIN_PASSWORD", ""),
             jwt_private_key_file=Path(
                 env("JWT_PRIVATE_KEY_FILE", str(data_dir / "keys" / "jwt-private.pem"))
             ),
@@ -162,6 +177,7 @@ class Settings:
             upload_orphan_grace_seconds=_int("UPLOAD_ORPHAN_GRACE_SECONDS", 24 * 3600),
             catalog_cache_ttl_seconds=_int("CATALOG_CACHE_TTL_SECONDS", 300),
             catalog_cache_max_page_bytes=_int("CATALOG_CACHE_MAX_PAGE_BYTES", 1 << 20),
+            ratings_sync_seconds=_int("RATINGS_SYNC_SECONDS", 30),
             gateway_request_headers_timeout_seconds=_int(
                 "GATEWAY_REQUEST_HEADERS_TIMEOUT_SECONDS", 10),
             gateway_idle_timeout_seconds=_int("GATEWAY_IDLE_TIMEOUT_SECONDS", 60),

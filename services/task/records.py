@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 ACTIVE = ("pending", "processing")
 TERMINAL = ("done", "failed", "cancelled")
+STATUSES = ACTIVE + TERMINAL
 
 
 def now() -> datetime:
@@ -23,6 +24,9 @@ class Progress:
     rows_imported: int = 0
     rows_rejected: int = 0
     bytes_processed: int = 0
+    # Rows whose movie another user owns, left unchanged; they are listed with the rejected
+    # rows (with their reason), but not counted in rows_rejected.
+    rows_skipped: int = 0
 
 
 PROGRESS_FIELDS = tuple(f.name for f in fields(Progress))
@@ -46,6 +50,9 @@ class NewTask:
     file_path: str
     original_name: str
     bytes_total: int
+    # The owner was an administrator when they uploaded: the import replaces movies that other
+    # users own.
+    uploaded_by_admin: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +81,7 @@ class Task:
     attempts: int = 0
     cancel_requested: bool = False
     file_deleted: bool = False  # the uploaded file was deleted after the retention period
+    uploaded_by_admin: bool = False  # as in NewTask
     started_at: datetime | None = None
     finished_at: datetime | None = None
     lease_worker: str | None = None

@@ -63,6 +63,7 @@ def task_from_document(doc: dict[str, Any]) -> Task:
         attempts=doc.get("attempts", 0),
         cancel_requested=doc.get("cancel_requested", False),
         file_deleted=doc.get("file_deleted", False),
+        uploaded_by_admin=doc.get("uploaded_by_admin", False),
         started_at=doc.get("started_at"),
         finished_at=doc.get("finished_at"),
         lease_worker=doc.get("lease_worker"),
@@ -105,6 +106,12 @@ class TaskRepository:
                                  name="by_status_lease")
         self._tasks.create_index([("file_deleted", ASCENDING), ("finished_at", ASCENDING)],
                                  name="by_file_retention")
+        # The administrators' list of every user's tasks, newest first: whole, by status, and by
+        # user and status (by user alone, `by_user` serves it as it serves the user's own list).
+        self._tasks.create_index(NEWEST_FIRST, name="all_newest")
+        self._tasks.create_index([("status", ASCENDING), *NEWEST_FIRST], name="by_status_newest")
+        self._tasks.create_index([("user", ASCENDING), ("status", ASCENDING), *NEWEST_FIRST],
+                                 name="by_user_status_newest")
         # One row per (task, line): a replayed batch cannot record a rejection twice.
         self._rejections.create_index([("task_id", ASCENDING), ("line", ASCENDING)],
                                       unique=True, name="task_line_unique")
@@ -120,6 +127,7 @@ class TaskRepository:
             "file_path": new.file_path,
             "original_name": new.original_name,
             "bytes_total": new.bytes_total,
+            "uploaded_by_admin": new.uploaded_by_admin,
             "status": "pending",
             "progress": {},
             "rejected_sample": [],
@@ -140,6 +148,13 @@ class TaskRepository:
     def list_for_user(self, user_id: str, *, limit: int, skip: int = 0,
                       after: Position | None = None) -> list[Task]:
         query = {"user": user_id, **(_after(after) if after else {})}
+        cursor = self._tasks.find(query).sort(NEWEST_FIRST).skip(skip).limit(limit)
+        return [task_from_document(doc) for doc in cursor]
+
+    def list_all(self, *, user_id: str, status: str, limit: int, skip: int = 0,
+                 after: Position | None = None) -> list[Task]:
+        query = {**({"user": user_id} if user_id else {}), **({"status": status} if status else {}),
+                 **(_after(after) if after else {})}
         cursor = self._tasks.find(query).sort(NEWEST_FIRST).skip(skip).limit(limit)
         return [task_from_document(doc) for doc in cursor]
 

@@ -55,6 +55,15 @@ def _page(service: TaskService, request: task_pb2.ListTasksRequest) -> TaskPage:
                               page_size=request.page_size, page_token=request.page_token)
 
 
+def _all_tasks_page(service: TaskService, request: task_pb2.ListAllTasksRequest) -> TaskPage:
+    def opt(name: str) -> int | None:
+        return getattr(request, name) if request.HasField(name) else None
+
+    return service.list_all_tasks(user_id=request.user_id, status=request.status,
+                                  page=opt("page"), limit=opt("limit"),
+                                  page_size=request.page_size, page_token=request.page_token)
+
+
 def _rest_json(message: task_pb2.Task) -> dict[str, Any]:
     return json_format.MessageToDict(message, preserving_proto_field_name=True,
                                      always_print_fields_with_no_presence=True)
@@ -88,6 +97,12 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
         if page.next_page_token:  # the body stays the contract's bare array
             context.send_initial_metadata((("x-next-page-token", page.next_page_token),))
         return json_body([_rest_json(to_proto(t)) for t in page.tasks])
+
+    def ListAllTasks(self, request: task_pb2.ListAllTasksRequest, context: grpc.ServicerContext
+                     ) -> task_pb2.ListAllTasksResponse:
+        page = _all_tasks_page(self._service, request)
+        return task_pb2.ListAllTasksResponse(tasks=[to_proto(t) for t in page.tasks],
+                                             next_page_token=page.next_page_token)
 
     def WatchTask(self, request: task_pb2.WatchTaskRequest, context: grpc.ServicerContext
                   ) -> Iterator[task_pb2.Task]:
@@ -130,6 +145,7 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
             user_id=request.user, username=request.username, kind=request.kind,
             file_id=request.file_id, file_path=request.file_path,
             original_name=request.original_name, bytes_total=request.bytes_total,
+            uploaded_by_admin=request.uploaded_by_admin,
         )))
 
     def ClaimTask(self, request: task_pb2.ClaimTaskRequest, context: grpc.ServicerContext
@@ -139,6 +155,7 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
             task=to_proto(task),
             checkpoint=task_pb2.Progress(**asdict(task.progress)),
             lease_seconds=self._service.lease_seconds,
+            uploaded_by_admin=task.uploaded_by_admin,
         )
 
     def ReportProgress(self, request: task_pb2.ReportProgressRequest,

@@ -18,10 +18,27 @@ from services.common.errors import (
     NotFound,
     PermissionDenied,
 )
-from services.task.records import ACTIVE, TERMINAL, NewTask, Progress, RejectedRow, Task
-from services.task.task_pages import Position, encode_token, list_query, position_of
+from services.task.records import (
+    ACTIVE,
+    STATUSES,
+    TERMINAL,
+    NewTask,
+    Progress,
+    RejectedRow,
+    Task,
+)
+from services.task.task_pages import (
+    Position,
+    TaskListQuery,
+    encode_token,
+    list_query,
+    position_of,
+)
 
 log = logging.getLogger(__name__)
+
+# User ids are the auth service's (24 hex digits); a longer filter is refused unread.
+MAX_USER_ID_CHARS = 64
 
 
 class Tasks(Protocol):
@@ -36,6 +53,12 @@ class Tasks(Protocol):
                       after: Position | None = None) -> list[Task]:
         """Up to `limit` of the user's tasks, newest first (on created_at, created_ns, id),
         after skipping `skip` of them, or those that come after `after`."""
+        ...
+
+    def list_all(self, *, user_id: str, status: str, limit: int, skip: int = 0,
+                 after: Position | None = None) -> list[Task]:
+        """As list_for_user, over every user's tasks, or only `user_id`'s when it is not empty,
+        and only those in `status` when it is not empty."""
         ...
 
     def count_active(self, user_id: str) -> int:
@@ -156,16 +179,9 @@ class TaskService:
     def list_tasks(self, user_id: str, *, page: int | None = None, limit: int | None = None,
                    page_size: int = 0, page_token: str = "") -> TaskPage:
         """A page of the user's tasks, newest first (see task_pages for the parameters)."""
-        query = list_query(page=page, limit=limit, page_size=page_size, page_token=page_token,
-                           default_limit=self.limits.list_default,
-                           max_limit=self.limits.list_max)
-        # One task more than the page tells whether another page follows.
-        tasks = self._repo.list_for_user(user_id, limit=query.limit + 1, skip=query.skip,
-                                         after=query.after)
-        if len(tasks) <= query.limit:
-            return TaskPage(tasks, "")
-        tasks = tasks[: query.limit]
-        return TaskPage(tasks, encode_token(position_of(tasks[-1])))
+        query = self._list_query(page, limit, page_size, page_token)
+        return _page(self._repo.list_for_user(user_id, limit=query.limit + 1, skip=query.skip,
+                                              after=query.after), query.limit)
 
     def cancel(self, task_id: str, user_id: str) -> Task:
         task = self.get(task_id, user_id)
@@ -191,9 +207,33 @@ class TaskService:
     def rejections(self, task_id: str, user_id: str) -> RejectionsExport:
         task = self.get(task_id, user_id)
         # While the task runs, rows may be stored a moment before the count that includes them.
-        not_stored = max(0, task.progress.rows_rejected - self._repo.count_rejections(task_id))
+        # Skipped rows are stored with the rejected ones, each with its reason.
+        listed = task.progress.rows_rejected + task.progress.rows_skipped
+        not_stored = max(0, listed - self._repo.count_rejections(task_id))
         return RejectionsExport(self._repo.rejections(task_id), not_stored,
                                 self.limits.stored_rejections)
+
+    # --- for administrators ----------------------------------------------------------------
+
+    def list_all_tasks(self, *, user_id: str = "", status: str = "", page: int | None = None,
+                       limit: int | None = None, page_size: int = 0, page_token: str = ""
+                       ) -> TaskPage:
+        """A page of every user's tasks, newest first, or of one user's (`user_id`), or of
+        those in one status; the paging is list_tasks'."""
+        if len(user_id) > MAX_USER_ID_CHARS:
+            raise InvalidArgument(f"user_id must have at most {MAX_USER_ID_CHARS} characters")
+        status = status.strip().lower()
+        if status and status not in STATUSES:
+            raise InvalidArgument(f"status must be one of {', '.join(STATUSES)} "
+                                  f"(got {status[:20]!r})")
+        query = self._list_query(page, limit, page_size, page_token)
+        return _page(self._repo.list_all(user_id=user_id, status=status, limit=query.limit + 1,
+                                         skip=query.skip, after=query.after), query.limit)
+
+    def _list_query(self, page: int | None, limit: int | None, page_size: int,
+                    page_token: str) -> TaskListQuery:
+        return list_query(page=page, limit=limit, page_size=page_size, page_token=page_token,
+                          default_limit=self.limits.list_default, max_limit=self.limits.list_max)
 
     # --- for services ----------------------------------------------------------------------
 
@@ -294,6 +334,15 @@ class TaskService:
             log.info("file deleted after retention", extra={"task_id": task.id,
                                                             "file_id": task.file_id})
         return len(expired)
+
+
+def _page(tasks: list[Task], limit: int) -> TaskPage:
+    """The page of `limit` tasks out of `tasks`, read one over the limit to tell whether
+    another page follows."""
+    if len(tasks) <= limit:
+        return TaskPage(tasks, "")
+    tasks = tasks[:limit]
+    return TaskPage(tasks, encode_token(position_of(tasks[-1])))
 
 
 def _count(n: int, noun: str) -> str:

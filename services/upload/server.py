@@ -86,7 +86,7 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
             raise InvalidArgument("the first message must carry the file metadata")
         with ReadAhead(m.chunk for m in request_iterator if m.HasField("chunk")) as chunks:
             stored = self._service.upload(caller.user_id, first.metadata.filename, chunks,
-                                          username=caller.username)
+                                          username=caller.username, by_admin=caller.is_admin)
         return _accepted(context, stored)
 
     def UploadMultipart(self, request_iterator: Iterator[httpbody_pb2.HttpBody],
@@ -105,7 +105,7 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
             part = FilePart(first.content_type, body(rest))
             try:
                 stored = self._service.upload(caller.user_id, part.filename, part,
-                                              username=caller.username)
+                                              username=caller.username, by_admin=caller.is_admin)
             except TooLarge:
                 set_http_status(context, 413)
                 raise

@@ -50,9 +50,10 @@ class Tasks(Protocol):
         Unavailable when the task service cannot tell."""
         ...
 
-    def create(self, file: UploadedFile, username: str) -> str:
-        """The id of the file's new ingestion task, showing the owner's `username`;
-        LimitReached when the user has as many tasks as they may."""
+    def create(self, file: UploadedFile, username: str, by_admin: bool) -> str:
+        """The id of the file's new ingestion task, showing the owner's `username`, and
+        importing as an administrator does when `by_admin`; LimitReached when the user has as
+        many tasks as they may."""
         ...
 
 
@@ -109,9 +110,11 @@ class UploadService:
         self._quota = quota
 
     def upload(self, owner: str, filename: str, chunks: Iterable[bytes], *,
-               username: str = "") -> StoredUpload:
+               username: str = "", by_admin: bool = False) -> StoredUpload:
         """Stores the bytes for the user `owner` (an id; `username` is the name shown on the
-        task, empty when the token carries none), records the file and starts its task.
+        task and on the movies it imports, empty when the token carries none; `by_admin` when
+        the owner is an administrator, whose import replaces movies other users own), records
+        the file and starts its task.
 
         The user's quotas are checked before a byte is read: uploads in progress and tasks not
         ended (LimitReached, 429), then room in storage (TooLarge, 413). The upload's slot is
@@ -122,7 +125,7 @@ class UploadService:
             file = self._store(owner, filename, chunks, self._room(owner))
             self._files.add(file)
             self._keep_within_quota(file)
-            task_id = self._start_task(file, username)
+            task_id = self._start_task(file, username, by_admin)
         log.info("file stored", extra={"file_id": file.id, "task_id": task_id, "owner": owner,
                                        "bytes": file.size_bytes})
         return StoredUpload(task_id, file.id, file.size_bytes, file.sha256)
@@ -174,9 +177,9 @@ class UploadService:
             self.delete(file.id)
             raise self._quota.refusal(stored - file.size_bytes)
 
-    def _start_task(self, file: UploadedFile, username: str) -> str:
+    def _start_task(self, file: UploadedFile, username: str, by_admin: bool) -> str:
         try:
-            return self._tasks.create(file, username)
+            return self._tasks.create(file, username, by_admin)
         except LimitReached:
             self.delete(file.id)
             raise

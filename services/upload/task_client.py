@@ -37,12 +37,12 @@ class TaskClient:
                 "the task service cannot take new tasks right now, so the upload was not "
                 f"started: try again ({exc.code().name})")) from None
 
-    def create(self, file: UploadedFile, username: str) -> str:
+    def create(self, file: UploadedFile, username: str, by_admin: bool) -> str:
         try:
             task = self._stub.CreateTask(task_pb2.CreateTaskRequest(
                 user=file.owner, username=username, kind=jobs.INGEST_CSV, file_id=file.id,
                 file_path=file.file_path, original_name=file.original_name,
-                bytes_total=file.size_bytes,
+                bytes_total=file.size_bytes, uploaded_by_admin=by_admin,
             ), timeout=TIMEOUT_SECONDS, wait_for_ready=True)
         except grpc.RpcError as exc:
             # The user reached the limit while the file streamed in (another upload's task).

@@ -4,6 +4,11 @@ them into the catalog in batches, and report progress to the task service after 
 Crash-safe by construction: the task's progress is a checkpoint written only after the catalog
 committed the rows it counts, movies are upserted on their natural key, and a resumed run skips
 the rows the checkpoint already covers.
+
+The import is the uploader's (the task's owner, and whether they uploaded as an administrator):
+the catalog skips the movies another user owns, and the job counts those rows as skipped, with
+a reason beside the rejected rows. Which rows were skipped is known only once the catalog
+answers a batch, so the counts are added up as batches are committed, never when they are sent.
 """
 
 from __future__ import annotations
@@ -65,11 +70,48 @@ def _log_fields(counts: task_pb2.Progress) -> dict[str, int]:
 class Batch:
     movies: dict[str, catalog_pb2.Movie] = field(default_factory=dict)
     rejected: list[task_pb2.RejectedRow] = field(default_factory=list)
-    accepted: int = 0
+    # Each accepted row's movie id and record: the rows to list if the catalog skips the movie.
+    accepted: list[tuple[str, Record]] = field(default_factory=list)
     size_bytes: int = 0
 
     def full(self, rows: int) -> bool:
-        return self.accepted + len(self.rejected) >= rows or self.size_bytes >= MAX_BATCH_BYTES
+        return len(self.accepted) + len(self.rejected) >= rows \
+            or self.size_bytes >= MAX_BATCH_BYTES
+
+
+@dataclass(frozen=True)
+class SentBatch:
+    """A batch on its way to the catalog, and where reading was when it was sent."""
+
+    accepted: list[tuple[str, Record]]
+    rejected: list[task_pb2.RejectedRow]
+    rows_read: int
+    bytes_processed: int
+
+
+@dataclass
+class ReadPosition:
+    """How far reading has come: the counts of the next batch sent."""
+
+    rows_read: int
+    bytes_processed: int
+
+
+def skip_reason(movie_id: str, owner: str) -> str:
+    by = f" (imported by {owner})" if owner else ""
+    return f"movie {movie_id} belongs to another user{by}; skipped"
+
+
+def _skipped_rows(sent: SentBatch, response: catalog_pb2.ImportMoviesResponse
+                  ) -> list[task_pb2.RejectedRow]:
+    """The rows of the batch whose movie the catalog skipped (another user owns it): every row
+    that carried such an id, a repeated one too."""
+    if not response.skipped:
+        return []
+    owners = {s.movie_id: s.owner for s in response.skipped}
+    return [task_pb2.RejectedRow(line=record.line, reason=skip_reason(movie_id, owners[movie_id]),
+                                 raw=_raw(record))
+            for movie_id, record in sent.accepted if movie_id in owners]
 
 
 class Cancelled(Exception):
@@ -101,30 +143,35 @@ def _raw(record: Record) -> str:
     return out.getvalue()[:MAX_RAW]
 
 
+# Batches the catalog committed: each one's tag and the catalog's answer.
+Answered = list[tuple[Any, catalog_pb2.ImportMoviesResponse]]
+
+
 class ImportPipe:
     """Sends batches on one ImportMovies stream with up to PIPELINE_DEPTH in flight, so the CSV
-    is parsed while the catalog writes. Returns each batch's tag once the catalog committed it."""
+    is parsed while the catalog writes. Returns each batch's tag with the catalog's answer once
+    the catalog committed it, in the order they were sent."""
 
-    def __init__(self, catalog: catalog_pb2_grpc.CatalogServiceStub) -> None:
+    def __init__(self, catalog: catalog_pb2_grpc.CatalogServiceStub,
+                 importer: catalog_pb2.Importer) -> None:
+        self._importer = importer
         self._requests: queue.Queue[catalog_pb2.ImportMoviesRequest | None] = queue.Queue()
         self._responses = catalog.ImportMovies(iter(self._requests.get, None))
         self._in_flight: deque[Any] = deque()
 
-    def send(self, movies: list[catalog_pb2.Movie], tag: Any) -> list[Any]:
-        self._requests.put(catalog_pb2.ImportMoviesRequest(movies=movies))
+    def send(self, movies: list[catalog_pb2.Movie], tag: Any) -> Answered:
+        self._requests.put(catalog_pb2.ImportMoviesRequest(movies=movies,
+                                                           importer=self._importer))
         self._in_flight.append(tag)
-        committed = []
+        answered = []
         while len(self._in_flight) > PIPELINE_DEPTH:
-            next(self._responses)
-            committed.append(self._in_flight.popleft())
-        return committed
+            response = next(self._responses)
+            answered.append((self._in_flight.popleft(), response))
+        return answered
 
-    def drain(self) -> list[Any]:
+    def drain(self) -> Answered:
         self._requests.put(None)
-        committed = []
-        for _ in self._responses:
-            committed.append(self._in_flight.popleft())
-        return committed
+        return [(self._in_flight.popleft(), response) for response in self._responses]
 
     def cancel(self) -> None:
         self._requests.put(None)
@@ -133,8 +180,10 @@ class ImportPipe:
 
 class CsvIngestion:
     def __init__(self, clients: Clients, task_id: str, worker_id: str, batch_size: int,
-                 limits: CsvLimits, checkpoint: task_pb2.Progress, lease_seconds: int) -> None:
+                 limits: CsvLimits, checkpoint: task_pb2.Progress, lease_seconds: int,
+                 importer: catalog_pb2.Importer) -> None:
         self._clients = clients
+        self._importer = importer
         self._task_id = task_id
         self._worker_id = worker_id
         self._batch_size = batch_size
@@ -165,18 +214,18 @@ class CsvIngestion:
         if header_row is None:
             raise FileRejected("the file has only blank lines: upload a CSV with a header row")
         header = parse_header(header_row.fields)
-        counts = _snapshot(self.committed)
-        pipe = ImportPipe(self._clients.catalog)
+        read = ReadPosition(self.committed.rows_read, self.committed.bytes_processed)
+        pipe = ImportPipe(self._clients.catalog, self._importer)
         try:
             batch = Batch()
             for position, record in enumerate(rows, 1):
                 if position <= self._skip:  # committed by an earlier attempt
                     continue
-                counts.rows_read += 1
+                read.rows_read += 1
                 try:
                     movie = _movie(header, record)
                     batch.movies[movie.id] = movie  # a repeated id in a batch: the last row wins
-                    batch.accepted += 1
+                    batch.accepted.append((movie.id, record))
                     batch.size_bytes += movie.ByteSize()
                 except RowRejected as exc:
                     rejected = task_pb2.RejectedRow(line=record.line, reason=str(exc),
@@ -185,14 +234,14 @@ class CsvIngestion:
                     batch.size_bytes += rejected.ByteSize()
                 if batch.full(self._batch_size):
                     self._commit(pipe.send(list(batch.movies.values()),
-                                           self._close(batch, counts, stream)))
+                                           self._close(batch, read, stream)))
                     batch = Batch()
                     if self.cancel_requested:
                         break
             else:
-                counts.bytes_processed = file.size_bytes
+                read.bytes_processed = file.size_bytes
                 self._commit(pipe.send(list(batch.movies.values()),
-                                       self._close(batch, counts, stream)))
+                                       self._close(batch, read, stream)))
             # Batches in flight when a cancel arrives are committed and counted, not dropped.
             self._commit(pipe.drain())
         except BaseException:
@@ -201,18 +250,25 @@ class CsvIngestion:
         if self.cancel_requested:
             raise Cancelled()
 
-    def _close(self, batch: Batch, counts: task_pb2.Progress, stream: ByteStream
-               ) -> tuple[task_pb2.Progress, list]:
-        counts.rows_imported += batch.accepted
-        counts.rows_rejected += len(batch.rejected)
-        counts.bytes_processed = max(counts.bytes_processed, stream.consumed)
-        return _snapshot(counts), batch.rejected
+    @staticmethod
+    def _close(batch: Batch, read: ReadPosition, stream: ByteStream) -> SentBatch:
+        read.bytes_processed = max(read.bytes_processed, stream.consumed)
+        return SentBatch(batch.accepted, batch.rejected, read.rows_read, read.bytes_processed)
 
-    def _commit(self, tags: list[tuple[task_pb2.Progress, list]]) -> None:
-        for counts, rejected in tags:
-            self.committed = counts
-            self.unreported.extend(rejected)
-        if not tags:
+    def _commit(self, answered: Answered) -> None:
+        """Adds the committed batches to the counts, in the order they were read, so that each
+        report is a checkpoint: the rows up to `rows_read`, each counted once as imported,
+        rejected or skipped."""
+        for sent, response in answered:
+            skipped = _skipped_rows(sent, response)
+            counts = self.committed
+            counts.rows_read = sent.rows_read
+            counts.bytes_processed = sent.bytes_processed
+            counts.rows_imported += len(sent.accepted) - len(skipped)
+            counts.rows_skipped += len(skipped)
+            counts.rows_rejected += len(sent.rejected)
+            self.unreported.extend(sorted([*sent.rejected, *skipped], key=lambda r: r.line))
+        if not answered:
             return
         self._report(self.unreported)
         self.unreported = []
@@ -276,8 +332,12 @@ def _attempt(clients: Clients, task_id: str, worker_id: str, batch_size: int,
             task_id=task_id, worker_id=worker_id, status="failed", error=error), timeout=30)
         log.error("task refused", extra={"task_id": task_id, "kind": claim.task.kind})
         return "failed"
+    # The uploader as the task recorded them: a resumed or redelivered job imports as the same
+    # user, so it replaces what its earlier attempt stored.
+    importer = catalog_pb2.Importer(user_id=claim.task.user_id, username=claim.task.user,
+                                    is_admin=claim.uploaded_by_admin)
     job = CsvIngestion(clients, task_id, worker_id, batch_size, limits, claim.checkpoint,
-                       claim.lease_seconds)
+                       claim.lease_seconds, importer)
     status, error = "done", ""
     try:
         file = clients.uploads.GetFile(upload_pb2.GetFileRequest(file_id=claim.task.file_id),

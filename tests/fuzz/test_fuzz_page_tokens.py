@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.catalog.records import Movie
+from services.catalog.records import Importer, Movie
 from services.catalog.service import (
     MAX_TOKEN_CHARS,
     CatalogService,
@@ -43,8 +43,8 @@ def _token(payload: Any) -> str:
 
 def _catalog() -> CatalogService:
     movies = FakeMovies()
-    movies.upsert_many([Movie(str(n), f"M{n}", release_date=datetime(2000, 1, 1 + n % 28),
-                              vote_average=n % 10) for n in range(30)])
+    movies.import_many([Movie(str(n), f"M{n}", release_date=datetime(2000, 1, 1 + n % 28),
+                              vote_average=n % 10) for n in range(30)], Importer("u1", "alice"))
     return CatalogService(movies)
 
 

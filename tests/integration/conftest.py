@@ -134,6 +134,8 @@ class User:
     username: str
     password: str
     token: str
+    # The session's refresh token, as register or login returned it.
+    refresh_token: str = ""
 
     @property
     def headers(self) -> dict[str, str]:
@@ -167,12 +169,12 @@ class Api:
                                                "email": f"{username}@example.com",
                                                "name": username.title()})
         assert r.status_code == 201, r.text
-        return User(username, password, r.json()["access_token"])
+        return User(username, password, r.json()["access_token"], r.json()["refresh_token"])
 
     def login(self, username: str, password: str) -> User:
         r = self.post("/auth/login", json={"username": username, "password": password})
         assert r.status_code == 201, r.text
-        return User(username, password, r.json()["access_token"])
+        return User(username, password, r.json()["access_token"], r.json()["refresh_token"])
 
     def upload(self, user: User, content: bytes, filename: str = "movies.csv"
                ) -> requests.Response:

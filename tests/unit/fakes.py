@@ -11,11 +11,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from services.auth.repository import UserExists
-from services.catalog.records import Movie
+from services.auth.sessions import RefreshToken, Session
+from services.auth.user_pages import UserListQuery
+from services.catalog.records import Importer, ImportResult, Movie, Provenance
 from services.catalog.repository import movie_document, movie_from_document
-from services.common.errors import PermissionDenied
+from services.common.errors import NotFound, PermissionDenied, Unavailable
 from services.common.ids import random_id
-from services.common.tokens import Caller
+from services.common.tokens import ADMIN_ROLE, USER_ROLE, Caller
+from services.ratings.rating_pages import Position as RatingPosition
+from services.ratings.records import DOWNVOTE, UPVOTE, Delta, Rating, VoteCounts
 from services.task.records import ACTIVE, NewTask, Progress, RejectedRow, Task
 from services.task.repository import SAMPLE_SIZE
 from services.task.task_pages import Position, position_of
@@ -48,14 +52,24 @@ class FakeUsers:
         self._users: dict[str, dict[str, Any]] = {}  # by username, lower case
         self._ids = _object_ids()
 
-    def add(self, *, username: str, email: str, name: str, password_hash: bytes) -> str:
+    def add(self, *, username: str, email: str, name: str, password_hash: bytes,
+            role: str = USER_ROLE) -> str:
         if username.lower() in self._users:
             raise UserExists("username")
         if any(u["email"].lower() == email.lower() for u in self._users.values()):
             raise UserExists("email")
         user_id = next(self._ids)
-        self._users[username.lower()] = {"_id": user_id, "username": username, "email": email,
-                                         "name": name, "password_hash": password_hash}
+        self._users[username.lower()] = {
+            "_id": user_id, "username": username, "username_key": username.lower(),
+            "email": email, "name": name, "password_hash": password_hash, "role": role,
+            "disabled": False, "created_at": datetime(2024, 5, 1, 12, 0, 0)}
+        return user_id
+
+    def add_legacy(self, username: str) -> str:
+        """A user stored before roles existed: no `role`, no `disabled`."""
+        user_id = self.add(username=username, email=f"{username}@example.com", name=username,
+                           password_hash=b"")
+        del self._users[username.lower()]["role"], self._users[username.lower()]["disabled"]
         return user_id
 
     def by_username(self, username: str) -> dict[str, Any] | None:
@@ -63,6 +77,78 @@ class FakeUsers:
 
     def by_id(self, user_id: str) -> dict[str, Any] | None:
         return next((u for u in self._users.values() if u["_id"] == user_id), None)
+
+    def make_admin(self, username: str, password_hash: bytes) -> bool:
+        user = self.by_username(username)
+        if user is None:
+            return False
+        user.update(password_hash=password_hash, role=ADMIN_ROLE, disabled=False)
+        return True
+
+    def update(self, user_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        user = self.by_id(user_id)
+        if user is None:
+            return None
+        before = dict(user)
+        user.update(changes)
+        return before
+
+    def count_enabled_admins(self) -> int:
+        return sum(u.get("role") == ADMIN_ROLE and not u.get("disabled")
+                   for u in self._users.values())
+
+    def _matching(self, search: str) -> list[dict[str, Any]]:
+        return sorted((u for u in self._users.values()
+                       if search in u["username_key"] or search in u["email"].lower()),
+                      key=lambda u: str(u["username_key"]))
+
+    def page(self, query: UserListQuery) -> list[dict[str, Any]]:
+        found = [u for u in self._matching(query.search)
+                 if query.after is None or u["username_key"] > query.after]
+        return found[query.skip : query.skip + query.limit]
+
+    def count(self, search: str) -> int:
+        return len(self._matching(search))
+
+
+class FakeSessionStore:
+    """Sessions and refresh tokens as SessionRepository keeps them (its TTL deletion aside)."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, Session] = {}
+        self.tokens: dict[str, RefreshToken] = {}
+
+    def start(self, session_id: str, user_id: str, now: float, ends_at: float) -> None:
+        self.sessions[session_id] = Session(session_id, user_id, ends_at, ended=False)
+
+    def get(self, session_id: str) -> Session | None:
+        return self.sessions.get(session_id)
+
+    def end(self, session_id: str, now: float, reason: str) -> bool:
+        session = self.sessions.get(session_id)
+        if session is None or session.ended:
+            return False
+        self.sessions[session_id] = replace(session, ended=True)
+        return True
+
+    def end_all(self, user_id: str, now: float, reason: str) -> int:
+        return sum(self.end(s.id, now, reason) for s in list(self.sessions.values())
+                   if s.user_id == user_id)
+
+    def add_token(self, token_hash: str, session_id: str, user_id: str, expires_at: float,
+                  keep_until: float) -> None:
+        self.tokens[token_hash] = RefreshToken(token_hash, session_id, user_id, expires_at,
+                                               used=False)
+
+    def token(self, token_hash: str) -> RefreshToken | None:
+        return self.tokens.get(token_hash)
+
+    def use_token(self, token_hash: str, now: float) -> bool:
+        token = self.tokens.get(token_hash)
+        if token is None or token.used:
+            return False
+        self.tokens[token_hash] = replace(token, used=True)
+        return True
 
 
 class FakeFailedLogins:
@@ -140,6 +226,14 @@ class FakeTasks:
             after is None or _newest_first(position_of(t)) < _newest_first(after))]
         mine.sort(key=lambda t: _newest_first(position_of(t)), reverse=True)
         return mine[skip : skip + limit]
+
+    def list_all(self, *, user_id: str, status: str, limit: int, skip: int = 0,
+                 after: Position | None = None) -> list[Task]:
+        found = [t for t in self._tasks.values()
+                 if user_id in ("", t.user_id) and status in ("", t.status) and (
+                     after is None or _newest_first(position_of(t)) < _newest_first(after))]
+        found.sort(key=lambda t: _newest_first(position_of(t)), reverse=True)
+        return found[skip : skip + limit]
 
     def count_active(self, user_id: str) -> int:
         return sum(t.user_id == user_id and t.status in ACTIVE for t in self._tasks.values())
@@ -353,18 +447,40 @@ class FakeMovies:
     """Movies kept in their stored form, queried and sorted the way Mongo does it (null lowest),
     so the catalog's own filters, keyset clauses and pages run unchanged."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
         self._docs: dict[str, dict[str, Any]] = {}
+        self._clock = clock or Clock()
 
-    def upsert_many(self, movies: list[Movie]) -> tuple[int, int]:
+    def import_many(self, movies: list[Movie], importer: Importer) -> ImportResult:
         inserted = replaced = 0
+        skipped: dict[str, str] = {}
         for movie in movies:
-            if movie.id in self._docs:
-                replaced += 1
-            else:
-                inserted += 1
-            self._docs[movie.id] = movie_document(movie)
-        return inserted, replaced
+            stored = self._docs.get(movie.id)
+            owner = stored.get("imported_by_id") if stored else None
+            if stored is not None and owner not in (None, importer.user_id) \
+                    and not importer.is_admin:
+                skipped[movie.id] = stored.get("imported_by") or ""
+                continue
+            # An administrator's replace keeps the owner; anyone else's import makes it theirs.
+            kept = stored if stored is not None and owner is not None else None
+            provenance = Provenance(
+                imported_by_id=kept["imported_by_id"] if kept else importer.user_id,
+                imported_by=kept["imported_by"] if kept else importer.username,
+                updated_at=self._clock(), updated_by=importer.username)
+            # As the repository's $set: fields kept beside the movie (its votes) stay.
+            beside = {k: v for k, v in (stored or {}).items() if k != "extra"}
+            self._docs[movie.id] = {**beside,
+                                    **movie_document(replace(movie, provenance=provenance))}
+            replaced += stored is not None
+            inserted += stored is None
+        return ImportResult(inserted, replaced, skipped)
+
+    def delete(self, movie_id: str) -> bool:
+        return self._docs.pop(movie_id, None) is not None
+
+    def put_document(self, doc: dict[str, Any]) -> None:
+        """Stores a document as it is, for tests of what older versions stored."""
+        self._docs[doc["_id"]] = doc
 
     def find_page(self, query: dict[str, Any], sort: list[tuple[str, int]], skip: int,
                   limit: int) -> list[Movie]:
@@ -419,3 +535,154 @@ class FakeRedis:
 def no_admins(caller: Caller) -> None:
     """An AccessInterceptor's admin check for servers whose tests call no admin method."""
     raise PermissionDenied(f"{caller.username} is not an administrator here")
+
+
+# --- ratings ------------------------------------------------------------------------------------
+
+class FakeRatings:
+    """Ratings by id; one per (user, movie), and conditional changes, as RatingRepository."""
+
+    def __init__(self) -> None:
+        self.ratings: dict[str, Rating] = {}
+
+    def insert(self, rating: Rating) -> bool:
+        if rating.id in self.ratings or self.find(rating.user_id, rating.movie_id):
+            return False
+        self.ratings[rating.id] = rating
+        return True
+
+    def get(self, rating_id: str) -> Rating | None:
+        return self.ratings.get(rating_id)
+
+    def find(self, user_id: str, movie_id: str) -> Rating | None:
+        return next((r for r in self.ratings.values()
+                     if r.user_id == user_id and r.movie_id == movie_id), None)
+
+    def _mine(self, user_id: str, movie_id: str) -> list[Rating]:
+        return [r for r in self.ratings.values()
+                if r.user_id == user_id and movie_id in ("", r.movie_id)]
+
+    def list_for_user(self, user_id: str, *, movie_id: str, limit: int, skip: int = 0,
+                      after: RatingPosition | None = None) -> list[Rating]:
+        mine = [r for r in self._mine(user_id, movie_id)
+                if after is None or (r.created_ns, r.id) < (after.created_ns, after.rating_id)]
+        mine.sort(key=lambda r: (r.created_ns, r.id), reverse=True)
+        return mine[skip : skip + limit]
+
+    def count_for_user(self, user_id: str, *, movie_id: str) -> int:
+        return len(self._mine(user_id, movie_id))
+
+    def _as_stored(self, rating: Rating) -> bool:
+        stored = self.ratings.get(rating.id)
+        return stored is not None and (stored.rating_type, stored.updated_at) == \
+            (rating.rating_type, rating.updated_at)
+
+    def change_type(self, rating: Rating, new_type: str, at: datetime) -> Rating | None:
+        if not self._as_stored(rating):
+            return None
+        changed = self.ratings[rating.id] = replace(self.ratings[rating.id],
+                                                    rating_type=new_type, updated_at=at)
+        return changed
+
+    def delete(self, rating_id: str, user_id: str) -> Rating | None:
+        rating = self.ratings.get(rating_id)
+        if rating is None or rating.user_id != user_id:
+            return None
+        return self.ratings.pop(rating_id)
+
+    def remove(self, rating: Rating) -> bool:
+        return self._as_stored(rating) and self.ratings.pop(rating.id) is not None
+
+    def delete_for_movie(self, movie_id: str) -> int:
+        gone = [r.id for r in self.ratings.values() if r.movie_id == movie_id]
+        for rating_id in gone:
+            del self.ratings[rating_id]
+        return len(gone)
+
+    def tally(self, movie_id: str) -> tuple[int, int]:
+        types = [r.rating_type for r in self.ratings.values() if r.movie_id == movie_id]
+        return types.count(UPVOTE), types.count(DOWNVOTE)
+
+    def latest_change(self, movie_id: str) -> datetime | None:
+        return max((r.updated_at for r in self.ratings.values() if r.movie_id == movie_id),
+                   default=None)
+
+    def changed_since(self, cursor: tuple[datetime, str], until: datetime, limit: int
+                      ) -> list[tuple[datetime, str, str]]:
+        changed = sorted((r.updated_at, r.id, r.movie_id) for r in self.ratings.values()
+                         if cursor < (r.updated_at, r.id) and r.updated_at < until)
+        return changed[:limit]
+
+
+class FakeCounts:
+    """Counts by movie id, each change one version more, as CountRepository."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, VoteCounts] = {}
+
+    def apply(self, movie_id: str, delta: Delta, at: datetime) -> VoteCounts:
+        old = self.counts.get(movie_id, VoteCounts(movie_id=movie_id))
+        upvotes, downvotes = old.upvotes + delta.upvotes, old.downvotes + delta.downvotes
+        # The repository's second step when a count went below zero: held at zero, one more
+        # version.
+        extra = int(upvotes < 0 or downvotes < 0)
+        new = self.counts[movie_id] = replace(
+            old, upvotes=max(upvotes, 0), downvotes=max(downvotes, 0),
+            version=old.version + 1 + extra, updated_at=at)
+        return new
+
+    def get(self, movie_id: str) -> VoteCounts | None:
+        return self.counts.get(movie_id)
+
+    def mark_synced(self, movie_id: str, version: int) -> None:
+        counts = self.counts.get(movie_id)
+        if counts is not None and counts.version == version:
+            self.counts[movie_id] = replace(counts, synced_version=version)
+
+    def unsynced(self, limit: int) -> list[VoteCounts]:
+        return [c for c in self.counts.values() if c.synced_version < c.version][:limit]
+
+    def after(self, movie_id: str, limit: int) -> list[VoteCounts]:
+        return [self.counts[m] for m in sorted(self.counts) if m > movie_id][:limit]
+
+    def correct(self, movie_id: str, version: int, upvotes: int, downvotes: int,
+                at: datetime) -> VoteCounts | None:
+        old = self.counts.get(movie_id, VoteCounts(movie_id=movie_id))
+        if old.version != version:
+            return None
+        new = self.counts[movie_id] = replace(old, upvotes=upvotes, downvotes=downvotes,
+                                              version=version + 1, updated_at=at)
+        return new
+
+    def delete(self, movie_id: str) -> None:
+        self.counts.pop(movie_id, None)
+
+
+class FakeCatalog:
+    """The catalog as the ratings service sees it: which movies exist, and the counts it shows
+    (those of the highest version it was told)."""
+
+    def __init__(self, movie_ids: list[str]) -> None:
+        self.shown: dict[str, VoteCounts | None] = dict.fromkeys(movie_ids)
+        self.down = False  # every call fails
+        self.counts_fail = False  # set_counts fails (the catalog went away after the check)
+        self.checks = 0
+
+    def existing(self, movie_ids: list[str]) -> set[str]:
+        self.checks += 1
+        if self.down:
+            raise Unavailable("the catalog cannot be reached (UNAVAILABLE)")
+        return {m for m in movie_ids if m in self.shown}
+
+    def set_counts(self, counts: VoteCounts) -> None:
+        if self.down or self.counts_fail:
+            raise Unavailable("the catalog cannot be reached (DEADLINE_EXCEEDED)")
+        if counts.movie_id not in self.shown:
+            raise NotFound(f"no movie with id {counts.movie_id!r}")
+        held = self.shown[counts.movie_id]
+        if held is None or held.version < counts.version:
+            self.shown[counts.movie_id] = counts
+
+    def votes(self, movie_id: str) -> tuple[int, int]:
+        held = self.shown[movie_id]
+        return (0, 0) if held is None else (held.upvotes, held.downvotes)

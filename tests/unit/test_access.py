@@ -41,6 +41,9 @@ def test_internal_methods_are_the_ones_only_services_call() -> None:
         "marquee.task.v1.TaskService.ReportProgress", "marquee.task.v1.TaskService.FinishTask",
         "marquee.task.v1.TaskService.CheckTaskQuota",
         "marquee.catalog.v1.CatalogService.ImportMovies",
+        "marquee.catalog.v1.CatalogService.CheckMovies",
+        "marquee.catalog.v1.CatalogService.SetVoteCounts",
+        "marquee.ratings.v1.RatingsService.DeleteMovieRatings",
         "marquee.auth.v1.AuthService.GetAccountStatus",
     }
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from services.auth import keys
 from services.auth.keys import SigningKey
 from services.auth.service import AuthService
+from services.auth.sessions import Sessions
 from services.auth.throttle import LoginThrottle, ThrottlePolicy
 from services.common.errors import (
     AlreadyExists,
@@ -26,7 +27,7 @@ from services.common.errors import (
     Unauthenticated,
 )
 from services.common.tokens import Caller
-from tests.unit.fakes import FakeFailedLogins, FakeUsers
+from tests.unit.fakes import FakeFailedLogins, FakeSessionStore, FakeUsers
 
 TTL = 900
 ROUNDS = 4  # bcrypt's minimum: the rules under test do not depend on the cost
@@ -35,10 +36,11 @@ POLICY = ThrottlePolicy(max_failures=5, window_seconds=900, lock_seconds=30,
 
 
 class Clock:
-    """Unix seconds that the tests move instead of sleeping."""
+    """Unix seconds that the tests move instead of sleeping. It starts at the real time, since
+    the access tokens it stamps are verified against the real time."""
 
     def __init__(self) -> None:
-        self.now = 1_700_000_000.0
+        self.now = time.time()
 
     def __call__(self) -> float:
         return self.now
@@ -51,9 +53,13 @@ def key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
 
 def _service(key: SigningKey, users: FakeUsers | None = None, ttl: int = TTL,
              clock: Clock | None = None) -> AuthService:
-    throttle = LoginThrottle(FakeFailedLogins(), POLICY, clock or Clock())
-    return AuthService(users or FakeUsers(), key, issuer="marquee-test", audience="marquee",
-                       ttl_seconds=ttl, throttle=throttle, bcrypt_rounds=ROUNDS)
+    users, clock = users or FakeUsers(), clock or Clock()
+    sessions = Sessions(FakeSessionStore(), users, refresh_ttl_seconds=3600,
+                        session_max_seconds=7200, clock=clock)
+    return AuthService(users, key, sessions=sessions, issuer="marquee-test",
+                       audience="marquee", ttl_seconds=ttl,
+                       throttle=LoginThrottle(FakeFailedLogins(), POLICY, clock),
+                       bcrypt_rounds=ROUNDS, clock=clock)
 
 
 @pytest.fixture
@@ -138,7 +144,9 @@ def test_login_accepts_any_case_of_the_name_and_issues_the_registered_one(auth: 
     registered, _ = auth.verify(_register(auth, username="Alice"))
     issued = auth.login(username=" ALICE ", password="pa55word")
     caller, _ = auth.verify(issued.access_token)
-    assert caller == Caller(user_id=registered.user_id, username="Alice")
+    assert caller == Caller(user_id=registered.user_id, username="Alice", role="user",
+                            session_id=caller.session_id)
+    assert caller.session_id and caller.session_id != registered.session_id  # a new session
 
 
 def test_login_with_a_wrong_password_or_an_unknown_name(auth: AuthService) -> None:

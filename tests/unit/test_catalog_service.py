@@ -11,10 +11,12 @@ import pytest
 import redis
 
 from services.catalog.cache import QueryCache
-from services.catalog.records import Movie
+from services.catalog.records import Importer, ImportResult, Movie
 from services.catalog.service import CatalogService, MovieQuery, validate
 from services.common.errors import InvalidArgument, NotFound
 from tests.unit.fakes import FakeMovies, FakeRedis
+
+ALICE = Importer("u1", "alice")
 
 
 def _query(**params: Any) -> MovieQuery:
@@ -40,7 +42,7 @@ CATALOG = [
 @pytest.fixture
 def catalog() -> CatalogService:
     service = CatalogService(FakeMovies())
-    service.import_batch(CATALOG)
+    service.import_batch(CATALOG, ALICE)
     return service
 
 
@@ -50,9 +52,9 @@ def _ids(page_movies: list[Movie]) -> list[str]:
 
 def test_import_inserts_new_movies_and_replaces_known_ones() -> None:
     service = CatalogService(FakeMovies())
-    assert service.import_batch(CATALOG[:3]) == (3, 0)
+    assert service.import_batch(CATALOG[:3], ALICE) == ImportResult(3, 0)
     renamed = replace(CATALOG[0], title="Renamed")
-    assert service.import_batch([renamed, CATALOG[3]]) == (1, 1)
+    assert service.import_batch([renamed, CATALOG[3]], ALICE) == ImportResult(1, 1)
     assert service.get("a").title == "Renamed"
     assert service.browse(_query(), with_total=True).total_size == 4
 
@@ -61,7 +63,7 @@ def test_import_inserts_new_movies_and_replaces_known_ones() -> None:
 def test_a_batch_with_a_movie_without_id_or_title_is_refused_whole(bad: Movie) -> None:
     service = CatalogService(FakeMovies())
     with pytest.raises(InvalidArgument, match="needs an id and a title"):
-        service.import_batch([CATALOG[0], bad])
+        service.import_batch([CATALOG[0], bad], ALICE)
     with pytest.raises(NotFound):
         service.get("a")
 
@@ -129,7 +131,7 @@ def test_following_page_tokens_reads_every_movie_once_in_order(
 def test_a_token_keeps_its_place_when_movies_arrive_before_it(catalog: CatalogService) -> None:
     q = _query(sort_field="rating", sort_order="desc", limit=3)
     first = catalog.browse(q, with_total=False)
-    catalog.import_batch([_movie("z", 2020, 9.9)])  # sorts before the first page
+    catalog.import_batch([_movie("z", 2020, 9.9)], ALICE)  # sorts before the first page
     second = catalog.browse(replace(q, page_token=first.next_page_token), with_total=False)
     assert _ids(second.movies) == ["c", "a", "d"]
 
@@ -142,7 +144,7 @@ def test_a_token_from_another_query_is_refused(catalog: CatalogService) -> None:
 
 def test_repeated_pages_come_from_the_cache_until_an_import() -> None:
     service = CatalogService(FakeMovies(), QueryCache(cast(redis.Redis, FakeRedis())))
-    service.import_batch(CATALOG)
+    service.import_batch(CATALOG, ALICE)
     q = _query(sort_field="rating", limit=3)
     miss = service.browse(q, with_total=True)
     hit = service.browse(q, with_total=True)
@@ -150,7 +152,7 @@ def test_repeated_pages_come_from_the_cache_until_an_import() -> None:
     assert (hit.movies, hit.next_page_token, hit.total_size) == (
         miss.movies, miss.next_page_token, miss.total_size)
     assert not service.browse(q, with_total=False).cached  # another answer, another entry
-    service.import_batch([_movie("0", 2000, 1.0)])
+    service.import_batch([_movie("0", 2000, 1.0)], ALICE)
     after = service.browse(q, with_total=True)
     assert not after.cached
     assert _ids(after.movies) == ["e", "f", "0"]  # unrated first, then the new 1.0
@@ -163,7 +165,8 @@ def test_a_page_over_the_size_bound_is_answered_but_not_cached() -> None:
     store = FakeRedis()
     service = CatalogService(FakeMovies(), QueryCache(cast(redis.Redis, store),
                                                       max_page_bytes=2000))
-    service.import_batch([*CATALOG, replace(_movie("long", 1990), overview="x" * 3000)])
+    service.import_batch([*CATALOG, replace(_movie("long", 1990), overview="x" * 3000)],
+                         ALICE)
     small, large = _query(year=2001), _query(year=1990)
     for _ in range(2):
         assert _ids(service.browse(large, with_total=False).movies) == ["long"]
@@ -177,7 +180,7 @@ def test_a_page_over_the_size_bound_is_answered_but_not_cached() -> None:
 def test_vote_counts_from_the_ratings_service_never_go_back_in_time() -> None:
     movies = FakeMovies()
     service = CatalogService(movies)
-    service.import_batch([Movie(id="m1", title="One")])
+    service.import_batch([Movie(id="m1", title="One")], ALICE)
     assert service.set_vote_counts("m1", 2, 1, version=3)
     assert not service.set_vote_counts("m1", 1, 1, version=2)  # sent earlier, arrived later
     assert {k: movies.stored("m1")[k] for k in ("upvotes", "downvotes", "score")} == \

@@ -362,3 +362,23 @@ def test_public_and_internal_methods_skip_the_token_check_and_nothing_else(
             assert route["direct_response"] == {"status": 404}, path
         else:
             assert "route" in route, path
+
+
+def test_admin_methods_need_the_admin_role_claim_after_the_token_check(
+    config: dict[str, Any]
+) -> None:
+    names = list(_filters(config))
+    assert names.index(JWT_FILTER) < names.index("envoy.filters.http.rbac")
+    rules = _filters(config)["envoy.filters.http.rbac"]["rules"]
+    assert rules["action"] == "DENY"
+    (policy,) = rules["policies"].values()
+    (permission,) = policy["permissions"]
+    guarded = [rule["url_path"]["path"]["exact"] for rule in permission["or_rules"]["rules"]]
+    assert sorted(guarded) == sorted(method_path(m) for m in METHODS
+                                     if declared_access(m) is Access.ADMIN)
+    assert guarded  # the auth, task and catalog services each declare some
+    (principal,) = policy["principals"]
+    matcher = principal["not_id"]["sourced_metadata"]["metadata_matcher"]
+    assert matcher["filter"] == JWT_FILTER
+    assert matcher["path"] == [{"key": "jwt_payload"}, {"key": "role"}]
+    assert matcher["value"] == {"string_match": {"exact": "admin"}}

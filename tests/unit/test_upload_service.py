@@ -42,7 +42,7 @@ class Uploads:
         self.storage = FakeStorage()
         self.slot_store = FakeSlotStore()
         self.slots = self.replica()
-        self.task_requests: list[tuple[UploadedFile, str]] = []
+        self.task_requests: list[tuple[UploadedFile, str, bool]] = []
         self.quota_checks: list[tuple[str, int]] = []
         self.active_tasks: Counter[str] = Counter()
         self.task_service_down = False
@@ -59,13 +59,13 @@ class Uploads:
         if self.active_tasks[owner] + incoming > PENDING:
             raise LimitReached(f"too many tasks at once: {self.active_tasks[owner]} active")
 
-    def create(self, file: UploadedFile, username: str) -> str:
+    def create(self, file: UploadedFile, username: str, by_admin: bool) -> str:
         if self.task_service_down:
             raise ConnectionError("task service unreachable")
         if self.active_tasks[file.owner] >= PENDING:
             raise LimitReached("too many tasks at once")
         self.active_tasks[file.owner] += 1
-        self.task_requests.append((file, username))
+        self.task_requests.append((file, username, by_admin))
         return f"task-{len(self.task_requests)}"
 
     def assert_nothing_kept(self) -> None:
@@ -96,7 +96,13 @@ def test_an_upload_is_stored_recorded_and_handed_to_the_task_service(uploads: Up
     assert not file.deleted
     assert uploads.storage.files[file.file_path] == CSV
     assert file.file_path == f"{stored.file_id}.csv"  # a generated name, not the client's
-    assert uploads.task_requests == [(file, "alice")]
+    assert uploads.task_requests == [(file, "alice", False)]
+
+
+def test_an_administrators_upload_is_imported_as_an_administrators(uploads: Uploads) -> None:
+    uploads.service.upload("u0", "fixes.csv", _pieces(CSV), username="root", by_admin=True)
+    (_, username, by_admin), = uploads.task_requests
+    assert (username, by_admin) == ("root", True)
 
 
 def test_a_file_of_exactly_the_limit_is_accepted_and_one_byte_more_is_not(uploads: Uploads
