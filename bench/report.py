@@ -104,9 +104,14 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
     return out
 
 
+def _measured(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The tables of the parts that ran (`--parts` may leave some out)."""
+    return [table for table in tables(results) if table[2]]
+
+
 def text(results: dict[str, Any]) -> str:
     lines = []
-    for title, header, rows in tables(results):
+    for title, header, rows in _measured(results):
         widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
                   for i, h in enumerate(header)]
         lines.append("")
@@ -119,7 +124,7 @@ def text(results: dict[str, Any]) -> str:
 
 def markdown(results: dict[str, Any]) -> str:
     lines = []
-    for title, header, rows in tables(results):
+    for title, header, rows in _measured(results):
         lines += ["", f"**{title}**", "", "| " + " | ".join(header) + " |",
                   "|" + "|".join("---:" for _ in header) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
