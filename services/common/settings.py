@@ -135,8 +135,9 @@ class Settings:
             access_token_ttl_seconds=_int("ACCESS_TOKEN_TTL_SECONDS", 900),
             refresh_token_ttl_seconds=_int("REFRESH_TOKEN_TTL_SECONDS", 7 * 24 * 3600),
             session_max_seconds=_int("SESSION_MAX_SECONDS", 30 * 24 * 3600),
-            admin_username=env("MARQUEE_ADMIN_USERNAME", "admin"),
-            admin_email=env("MARQUEE_ADMIN_EMAIL", "admin@marquee.local"),
+            # Empty means the default, as compose passes an unset variable on.
+            admin_username=env("MARQUEE_ADMIN_USERNAME") or "admin",
+            admin_email=env("MARQUEE_ADMIN_EMAIL") or "admin@marquee.local",
             admin_password=env("MARQUEE_ADMIN_PASSWORD", ""),
             jwt_private_key_file=Path(
                 env("JWT_PRIVATE_KEY_FILE", str(data_dir / "keys" / "jwt-private.pem"))
