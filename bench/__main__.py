@@ -2,7 +2,8 @@
 
     --keep            keep the temporary directory (stack data, logs, generated files)
     --rows N[,N...]   ingest these row counts instead of the tier's (e.g. only 1000000)
-    --parts P[,P...]  measure only these of ingest, reads, upload, scale, auth (default: all)
+    --parts P[,P...]  measure only these of ingest, reads, recommend, upload, scale, auth
+                      (default: all; reads and recommend run after each ingestion tier)
     --markdown FILE   print FILE's results as Markdown tables (for BENCHMARKS.md) and exit
 """
 
@@ -25,7 +26,7 @@ from typing import Any
 import requests
 from pymongo import MongoClient
 
-from bench import auth, ingest, machine, report
+from bench import auth, ingest, machine, recommend, report
 from bench.datagen import write_csv
 from bench.memory import cpu_seconds, peaks_mb, reset_peaks
 from bench.reads import Budget, Reader
@@ -44,7 +45,9 @@ MIB = 2**20
 ID_BASES = {10_000: 100_000_000, 100_000: 200_000_000, 1_000_000: 300_000_000}
 UPLOAD_ID_BASE = 900_000_000
 SCALE_ID_BASE = 1_000_000_000
-PARTS = ("ingest", "reads", "upload", "scale", "auth")
+PARTS = ("ingest", "reads", "recommend", "upload", "scale", "auth")
+# Cached GET /recommendations: requests per concurrency level, within this many seconds.
+RECOMMEND_BUDGET = Budget(500, 20, 60)
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ def _catalog_count(db: Any, lo: int, hi: int) -> int:
 
 
 def run_ingest_tier(rows: int, tier: Tier, work: Path, stack: Stack, api: Api, db: Any,
-                    reader: Reader, results: dict[str, Any]) -> None:
+                    reader: Reader, results: dict[str, Any], parts: set[str]) -> None:
     base = ID_BASES.get(rows, 500_000_000)
     path = work / f"movies-{rows}.csv"
     written, size = write_csv(path, id_base=base, rows=rows)
@@ -103,6 +106,9 @@ def run_ingest_tier(rows: int, tier: Tier, work: Path, stack: Stack, api: Api, d
         movies = int(db["catalog_movies"].estimated_document_count())
         log(f"reads at {movies} movies")
         reader.measure(movies, tier.reads, log, results["reads"])
+    if "recommend" in parts:
+        movies = int(db["catalog_movies"].estimated_document_count())
+        results["recommend"] += recommend.measure(api, stack, movies, RECOMMEND_BUDGET, log)
 
     n, seconds = ingest.ceiling(db, path, "bench_ceiling", upsert=False)
     entry.update({"ceiling_rows": n, "ceiling_rows_per_s": round(n / seconds, 1)})
@@ -250,7 +256,7 @@ def run(tier_name: str, tier: Tier, parts: set[str], keep: bool, results: dict[s
                    "reads": vars(tier.reads) if tier.reads else None, "workers": 1,
                    "worker_concurrency": 1, "mb": "MiB (2^20 bytes)",
                    "scale_bytes": list(tier.scale_bytes), "parts": sorted(parts)},
-        "ingest": [], "upload": [], "reads": [], "scale": [], "auth": {},
+        "ingest": [], "upload": [], "reads": [], "recommend": [], "scale": [], "auth": {},
     })
     ok = False
     try:
@@ -267,7 +273,8 @@ def run(tier_name: str, tier: Tier, parts: set[str], keep: bool, results: dict[s
                     log(f"auth: {results['auth']}")
                 if "ingest" in parts:
                     for rows in tier.ingest_rows:
-                        run_ingest_tier(rows, tier, work, stack, api, db, reader, results)
+                        run_ingest_tier(rows, tier, work, stack, api, db, reader, results,
+                                        parts)
                 if "upload" in parts:
                     results["upload"].append(run_upload(tier, work, stack, api))
                 if "scale" in parts and tier.scale_bytes:

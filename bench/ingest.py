@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pymongo import ASCENDING, ReplaceOne
+from pymongo import ReplaceOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 
@@ -20,7 +20,8 @@ from bench.memory import peaks_mb, reset_peaks
 from bench.stack import Api
 from bench.transfer import CHUNK, grpc_upload, post_multipart
 from devstack.stack import Stack
-from services.catalog.repository import INDEXES, index_name
+from services.catalog.records import Movie
+from services.catalog.repository import VOTE_FIELDS, index_specs, search_fields
 from services.common.settings import Settings
 from services.worker.csv_source import ByteStream, CsvLimits, is_utf8, records
 from services.worker.movie_rows import RowRejected, parse_header, parse_row
@@ -65,16 +66,24 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
 
 def stored_doc(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     """A parsed row as the catalog stores it (services/catalog/server.py doc_from_proto, plus
-    the repository's updated_at)."""
+    the repository's updated_at and zero vote counts; `with_search_fields` adds the rest)."""
     release = row["release_date"]
     doc = {"_id": row["id"], "title": row["title"], "original_language": row["original_language"],
            "overview": row["overview"], "genre": row["genre"], "release_date": release,
            "release_year": release.year if release else None, "popularity": row["popularity"],
            "vote_average": row["vote_average"], "vote_count": row["vote_count"],
-           "updated_at": now}
+           "updated_at": now, **dict.fromkeys(VOTE_FIELDS, 0)}
     if row["extra"]:
         doc["extra"] = row["extra"]
     return doc
+
+
+def with_search_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """The words and weighted rating the catalog computes at import (not the worker's work, so
+    not part of the parse-only rate)."""
+    return {**doc, **search_fields(Movie(doc["_id"], doc["title"], overview=doc["overview"],
+                                         vote_average=doc["vote_average"],
+                                         vote_count=doc["vote_count"]))}
 
 
 def parsed_batches(path: Path, limit: int | None = None, size: int = BATCH
@@ -112,9 +121,8 @@ def fresh_collection(db: Database, name: str) -> Collection:
     """A new collection with the catalog's indexes (services/catalog/repository.py)."""
     db.drop_collection(name)
     coll = db[name]
-    for keys in INDEXES:
-        coll.create_index([(k, ASCENDING) for k in keys] + [("_id", ASCENDING)],
-                          name=index_name(keys))
+    for name, keys in index_specs().items():
+        coll.create_index(keys, name=name)
     return coll
 
 
@@ -125,7 +133,8 @@ def ceiling(db: Database, path: Path, name: str, *, upsert: bool, limit: int | N
     coll = fresh_collection(db, name)
     written, seconds = 0, 0.0
     try:
-        for batch in parsed_batches(path, limit):
+        for parsed in parsed_batches(path, limit):
+            batch = [with_search_fields(d) for d in parsed]
             start = time.perf_counter()
             if upsert:
                 coll.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in batch],

@@ -1,5 +1,11 @@
 """GET /movies through Envoy against the same query run directly with pymongo.
 
+Searches (`?search=`, one or two words, common and rare) are measured the same way; their
+direct query is the catalog's own read, CatalogService over MovieRepository in this process
+without the cache: the same pipelines, one after the other, as the service sends them. The
+vote counts that every cached page reads again (MovieRepository.vote_counts) are timed on their
+own for a page of 1000 movies, in the slices the catalog reads them and as one `$in`.
+
 Each (query, concurrency) runs a fixed number of requests or until a time budget is spent,
 whichever comes first; every thread finishes the request it started. Through Envoy the catalog
 answers repeated pages from its Redis cache (the `x-cache` header says which), so three paths
@@ -31,10 +37,18 @@ from pymongo.collection import Collection
 
 from bench.stack import Api
 from services.catalog.cache import VERSION_KEY
+from services.catalog.repository import MovieRepository
+from services.catalog.service import CatalogService, validate
 
 PAGE = 50
 DEEP_PAGE = 2000
 CONCURRENCY = (1, 16, 64)
+# The searches: a word in about 8% of the TMDB movies ("love") and in one ("dufresne"), two
+# words of which the driving one (the longest) is in 11% ("world war"), and two rare ones.
+SEARCHES = {"search_1_common": "love", "search_1_rare": "dufresne",
+            "search_2_common": "world war", "search_2_rare": "andy dufresne"}
+OVERLAY_IDS = 1000
+OVERLAY_REPEATS = 20
 PROJECTION = {"updated_at": 0}
 UNCACHED_CAP_SECONDS = 40.0
 
@@ -52,6 +66,7 @@ class Query:
     params: dict[str, Any]
     direct: Callable[[Collection], int]
     note: str = ""
+    concurrency: tuple[int, ...] = CONCURRENCY
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
@@ -92,8 +107,21 @@ def _keyset_after(coll: Collection, value: Any, last_id: str, limit: int) -> int
     return len(docs)
 
 
+def _searched(search: str) -> Callable[[Collection], int]:
+    """The catalog's reads for the first page of a search, straight to the database."""
+    q = validate(page=None, limit=PAGE, year=None, language="", sort_field="", sort_order="",
+                 page_token="", search=search)
+
+    def direct(coll: Collection) -> int:
+        return len(CatalogService(MovieRepository(coll.database)).browse(
+            q, with_total=False).movies)
+
+    return direct
+
+
 def build_queries(api: Api, movies: int) -> list[Query]:
-    """The four queries; the deep page is page 2000 of 50, or the deepest full page there is."""
+    """The four browse queries, a page of 1000 and the searches; the deep page is page 2000 of
+    50, or the deepest full page there is."""
     filtered = {"year": 2015, "language": "en", "sort_field": "rating", "sort_order": "desc"}
     by_date = [("release_date", 1), ("_id", 1)]
     page = max(2, min(DEEP_PAGE, movies // PAGE))
@@ -115,6 +143,12 @@ def build_queries(api: Api, movies: int) -> list[Query]:
         Query("deep_token", {"page_token": token, "limit": PAGE},
               lambda c: _keyset_after(c, value, last_id, PAGE + 1),
               note or f"token for the position of page {page}"),
+        # As served, a cache hit: the page from Redis and its 1000 movies' counts from the
+        # database.
+        Query("page_1000", {"limit": 1000}, lambda c: len(_find(c, {}, by_date, 0, 1001)),
+              concurrency=(1, 16)),
+        *(Query(name, {"search": search, "limit": PAGE}, _searched(search), concurrency=(1, 16))
+          for name, search in SEARCHES.items()),
     ]
 
 
@@ -255,7 +289,7 @@ class Reader:
             t0 = time.perf_counter()
             self._direct_call(q)(None)
             direct_s = time.perf_counter() - t0
-            for c in CONCURRENCY:
+            for c in q.concurrency:
                 row: dict[str, Any] = {"movies": movies, "concurrency": c, "query": q.name,
                                        "cold_ms": round(cold_s * 1000, 2), "cold_cache": state}
                 if q.note:
@@ -281,3 +315,27 @@ class Reader:
                 log(f"reads {movies:>8} {q.name:<10} c={c:<3} p99 {row.get('p99_ms')} ms "
                     f"(uncached {row.get('uncached_p99_ms', '-')}, direct "
                     f"{row.get('direct_p99_ms', row.get('direct_skipped', '-'))})")
+        self.measure_overlay(movies, budget, log, rows)
+
+    def measure_overlay(self, movies: int, budget: Budget, log: Callable[[str], None],
+                        rows: list[dict[str, Any]]) -> None:
+        """The counts of a 1000-movie page read by id: as the catalog reads them (slices of
+        OVERLAY_SLICE ids) and as one `$in` of them all, one at a time."""
+        ids = [d["_id"] for d in self.movies.find({}, {"_id": 1}).limit(OVERLAY_IDS)]
+        repository = MovieRepository(self.movies.database)
+
+        def sliced(_: Any) -> None:
+            assert len(repository.vote_counts(ids)) == len(ids)
+
+        def one_in(_: Any) -> None:
+            found = self.movies.find({"_id": {"$in": ids}}, {"upvotes": 1, "downvotes": 1})
+            assert len(list(found)) == len(ids)
+
+        ways: dict[str, Callable[[Any], None]] = {"overlay_1000_sliced": sliced,
+                                                  "overlay_1000_one_in": one_in}
+        for name, call in ways.items():
+            summary = load(lambda: None, call, 1, Budget(OVERLAY_REPEATS, budget.seconds,
+                                                         budget.cap_seconds)).summary()
+            rows.append({"movies": movies, "concurrency": 1, "query": name,
+                         **{f"direct_{k}": v for k, v in summary.items()}})
+            log(f"reads {movies:>8} {name} p50 {summary['p50_ms']} ms")

@@ -96,6 +96,17 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
                 ["movies", "query", "conc", "p50", "p95", "p99", "req/s", "hit ratio",
                  "cold", "uncached p50", "uncached p99", "direct p50", "direct p99",
                  "direct req/s", "p99/direct", "uncached p99/direct"], read_rows))
+    rec_rows = []
+    for r in results.get("recommend", []):
+        c1, c16 = r.get("cached_c1", {}), r.get("cached_c16", {})
+        rec_rows.append([_fmt(r["movies"]), r["criteria"], _fmt(r["compute_s"]),
+                         _fmt(r["returned"]), _fmt(r["worker_peak_rss_mb"]),
+                         _fmt(c1.get("p50_ms")), _fmt(c1.get("p99_ms")),
+                         _fmt(c16.get("p50_ms")), _fmt(c16.get("p99_ms")),
+                         _fmt(c16.get("rps"))])
+    out.append(("Recommendations (202 to completed, s; cached GET /recommendations via Envoy, ms)",
+                ["movies", "criteria", "compute s", "returned", "worker RSS MB", "c1 p50",
+                 "c1 p99", "c16 p50", "c16 p99", "c16 req/s"], rec_rows))
     auth = results.get("auth", {})
     out.append(("Account routes via Envoy (ms, one client; ratio = p50 / the JWKS GET's p50)",
                 ["route", "requests", "p50", "p95", "p99", "p50 ratio"],

@@ -17,7 +17,7 @@ def movie_message(movie: Movie) -> catalog_pb2.Movie:
         id=movie.id, title=movie.title, genre=movie.genre,
         original_language=movie.original_language, overview=movie.overview,
         release_date=movie.release_date.isoformat() if movie.release_date else "",
-        extra=movie.extra,
+        extra=movie.extra, upvotes=movie.upvotes, downvotes=movie.downvotes,
     )
     for name in _OPTIONAL:  # unset, not 0, when unknown
         if (value := getattr(movie, name)) is not None:
@@ -30,8 +30,9 @@ def movie_message(movie: Movie) -> catalog_pb2.Movie:
 
 
 def movie_from_message(message: catalog_pb2.Movie) -> Movie:
-    """The movie a message carries; its provenance fields are not read: the catalog records who
-    imports a movie from the import's importer, never from what a message claims."""
+    """The movie a message carries; its provenance fields and vote counts are not read: the
+    catalog records who imports a movie from the import's importer and keeps the counts the
+    ratings service sends, never what a message claims."""
     release = None
     if message.release_date:
         try:
@@ -41,6 +42,8 @@ def movie_from_message(message: catalog_pb2.Movie) -> Movie:
     return Movie(
         id=message.id, title=message.title, original_language=message.original_language.lower(),
         overview=message.overview, genre=list(message.genre), release_date=release,
-        **{f: getattr(message, f) if message.HasField(f) else None for f in _OPTIONAL},
+        popularity=message.popularity if message.HasField("popularity") else None,
+        vote_average=message.vote_average if message.HasField("vote_average") else None,
+        vote_count=message.vote_count if message.HasField("vote_count") else None,
         extra=dict(message.extra),
     )

@@ -32,6 +32,16 @@ class Movie:
     extra: dict[str, str] = field(default_factory=dict)  # CSV columns with no field here
     # Set by the catalog when it stores the movie; None in what the worker sends.
     provenance: Provenance | None = None
+    # Kept by the catalog beside the movie and read from the store, never taken from an import:
+    # the vote counts the ratings service sends, and the two values that order pages by score
+    # (upvotes - downvotes; None on a movie stored before scores) and by relevance (the
+    # weighted rating; None before the upgrade gave the movie one). Those two are for page
+    # tokens only, not part of the movie shown: a page from the cache does not hold them, and
+    # compares equal to the page as read.
+    upvotes: int = 0
+    downvotes: int = 0
+    score: int | None = field(default=None, compare=False)
+    weighted_rating: float | None = field(default=None, compare=False)
 
     @property
     def release_year(self) -> int | None:

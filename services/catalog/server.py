@@ -26,17 +26,21 @@ def _query(request: catalog_pb2.ListMoviesRequest) -> MovieQuery:
 
     return validate(page=opt("page"), limit=opt("limit"), year=opt("year"),
                     language=request.language, sort_field=request.sort_field,
-                    sort_order=request.sort_order, page_token=request.page_token)
+                    sort_order=request.sort_order, page_token=request.page_token,
+                    search=request.search if request.HasField("search") else None)
 
 
 def rest_json(movie: Movie) -> dict[str, Any]:
     """A movie as the REST contract shows it, the stored document: `_id`, ISO `release_date`,
-    the extra columns beside the fields, and its provenance: who imported it first (a username:
-    the owner's user id stays inside) and when and by whom it last changed (null for a movie
-    stored before the catalog kept them)."""
+    its vote counts, the extra columns beside the fields, and its provenance: who imported it
+    first (a username: the owner's user id stays inside) and when and by whom it last changed
+    (null for a movie stored before the catalog kept them). The fields only search reads (its
+    words, the weighted rating) are not shown."""
     doc = movie_document(movie)
     out = {k: v for k, v in doc.items() if k not in _NOT_SHOWN}
     out["release_date"] = movie.release_date.isoformat() if movie.release_date else None
+    out["upvotes"] = movie.upvotes
+    out["downvotes"] = movie.downvotes
     p = movie.provenance or Provenance()
     out["imported_by"] = p.imported_by or None
     out["updated_at"] = p.updated_at.isoformat() if p.updated_at else None

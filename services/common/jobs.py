@@ -18,7 +18,8 @@ QUEUE = "marquee"
 
 # Task kinds, and the Celery job that runs each.
 INGEST_CSV = "ingest_csv"
-JOB_NAMES = {INGEST_CSV: "marquee.ingest_csv"}
+RECOMMEND = "recommend"
+JOB_NAMES = {INGEST_CSV: "marquee.ingest_csv", RECOMMEND: "marquee.recommend"}
 
 
 class UnknownKind(InvalidArgument):

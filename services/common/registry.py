@@ -71,11 +71,17 @@ SERVICES: tuple[ServiceSpec, ...] = (
                 after=("auth", "task"), route_timeout="0s", max_message_bytes=2 << 20),
     # An ImportMovies batch ends past 4 MiB of movies, and its last movie is one CSV row of
     # at most CSV_MAX_ROW_CHARS (1 Mi characters, <= 4 MiB).
-    ServiceSpec("catalog", "marquee.catalog.v1.catalog", ("CatalogService",), 50054,
+    ServiceSpec("catalog", "marquee.catalog.v1.catalog",
+                ("CatalogService", "CatalogCandidatesService"), 50054,
                 after=("auth",), max_message_bytes=16 << 20),
     # Checks movies with the catalog and tells it their counts, so it starts after it.
     ServiceSpec("ratings", "marquee.ratings.v1.ratings", ("RatingsService",), 50055,
                 after=("auth", "catalog")),
+    # Reads versions from the ratings and the catalog, and creates tasks. Its requests are a
+    # few hundred bytes, and the largest, a worker's FinishRun, holds at most 100 movies.
+    ServiceSpec("recommendations", "marquee.recommendations.v1.recommendations",
+                ("RecommendationsService",), 50056,
+                after=("auth", "task", "catalog", "ratings")),
 )
 
 

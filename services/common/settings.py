@@ -100,6 +100,10 @@ class Settings:
     catalog_cache_max_page_bytes: int
     # How often the ratings service pushes unconfirmed vote counts to the catalog and recounts.
     ratings_sync_seconds: int
+    # How long a computed recommendation list is served from Redis (it is also retired at once
+    # by any change of its inputs), and the minimum vote count m of the weighted rating.
+    recommendations_cache_ttl_seconds: int
+    recommendations_min_votes: int
     # Gateway limits on slow and abusive clients (gateway/render.py writes them into Envoy).
     gateway_request_headers_timeout_seconds: int
     gateway_idle_timeout_seconds: int
@@ -179,6 +183,8 @@ class Settings:
             catalog_cache_ttl_seconds=_int("CATALOG_CACHE_TTL_SECONDS", 300),
             catalog_cache_max_page_bytes=_int("CATALOG_CACHE_MAX_PAGE_BYTES", 1 << 20),
             ratings_sync_seconds=_int("RATINGS_SYNC_SECONDS", 30),
+            recommendations_cache_ttl_seconds=_int("RECOMMENDATIONS_CACHE_TTL_SECONDS", 600),
+            recommendations_min_votes=_int("RECOMMENDATIONS_MIN_VOTES", 100),
             gateway_request_headers_timeout_seconds=_int(
                 "GATEWAY_REQUEST_HEADERS_TIMEOUT_SECONDS", 10),
             gateway_idle_timeout_seconds=_int("GATEWAY_IDLE_TIMEOUT_SECONDS", 60),

@@ -45,6 +45,9 @@ class RatingRepository:
         self._votes.create_index([("user_id", ASCENDING), ("movie_id", ASCENDING)],
                                  unique=True, name="one_per_user_movie")
         self._votes.create_index([("user_id", ASCENDING), *NEWEST_FIRST], name="by_user")
+        # A user's votes by their latest change: the recommendations' exclusions and version.
+        self._votes.create_index([("user_id", ASCENDING), ("updated_at", DESCENDING),
+                                  ("_id", DESCENDING)], name="by_user_change")
         # A movie's tally, its latest change, and deleting its ratings.
         self._votes.create_index([("movie_id", ASCENDING), ("updated_at", DESCENDING)],
                                  name="by_movie")
@@ -84,6 +87,11 @@ class RatingRepository:
     def count_for_user(self, user_id: str, *, movie_id: str) -> int:
         query = {"user_id": user_id, **({"movie_id": movie_id} if movie_id else {})}
         return self._votes.count_documents(query)
+
+    def recently_changed(self, user_id: str, limit: int) -> list[Rating]:
+        found = self._votes.find({"user_id": user_id}) \
+            .sort([("updated_at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
+        return [rating_from_document(doc) for doc in found]
 
     def change_type(self, rating: Rating, new_type: str, at: datetime) -> Rating | None:
         return _rating(self._votes.find_one_and_update(

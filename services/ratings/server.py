@@ -87,3 +87,10 @@ class RatingsServicer(ratings_pb2_grpc.RatingsServiceServicer):
                            ) -> ratings_pb2.DeleteMovieRatingsResponse:
         return ratings_pb2.DeleteMovieRatingsResponse(
             deleted=self._service.delete_movie_ratings(request.movie_id))
+
+    def ListUserVotes(self, request: ratings_pb2.ListUserVotesRequest,
+                      context: grpc.ServicerContext) -> ratings_pb2.ListUserVotesResponse:
+        votes, version = self._service.user_votes(request.user_id, request.limit)
+        return ratings_pb2.ListUserVotesResponse(
+            votes=[ratings_pb2.UserVote(movie_id=v.movie_id, rating_type=v.rating_type)
+                   for v in votes], version=version)

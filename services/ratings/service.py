@@ -52,6 +52,8 @@ RECONCILE_GRACE = timedelta(seconds=30)
 RECONCILE_LOOKBACK = timedelta(days=1)
 # Per sweep round: counts pushed, recently changed votes read, counts re-checked in the slice.
 PUSH_BATCH = 200
+# The most votes ListUserVotes returns (the recommendations exclude these movies).
+MAX_USER_VOTES = 2000
 RECENT_BATCH = 1000
 SLICE_BATCH = 100
 
@@ -74,6 +76,11 @@ class Votes(Protocol):
         ...
 
     def count_for_user(self, user_id: str, *, movie_id: str) -> int: ...
+
+    def recently_changed(self, user_id: str, limit: int) -> list[Rating]:
+        """Up to `limit` of the user's ratings, the most recently changed first (ties by id,
+        descending)."""
+        ...
 
     def change_type(self, rating: Rating, new_type: str, at: datetime) -> Rating | None:
         """Sets the rating's type if it is still as `rating` holds it (type and updated_at);
@@ -323,6 +330,21 @@ class RatingsService:
         self._counts.delete(movie_id)
         log.info("movie's ratings deleted", extra={"movie_id": movie_id, "deleted": count})
         return count
+
+    def user_votes(self, user_id: str, limit: int) -> tuple[list[Rating], str]:
+        """Up to `limit` of the user's ratings, most recently changed first, and their version:
+        the count of the user's ratings and the latest change among them. Creating or flipping
+        a vote moves the latest change forward; deleting one lowers the count, and the count can
+        only come back by a creation, which moves the latest change. So every change gives a new
+        version, derived from the votes themselves: no counter to keep in step with them."""
+        if not user_id:
+            raise InvalidArgument("user_id is required")
+        if not 0 <= limit <= MAX_USER_VOTES:
+            raise InvalidArgument(f"limit must be from 0 to {MAX_USER_VOTES} (got {limit})")
+        latest = self._votes.recently_changed(user_id, max(limit, 1))
+        count = self._votes.count_for_user(user_id, movie_id="")
+        changed = latest[0].updated_at.isoformat() if latest else "-"
+        return latest[:limit], f"{count}:{changed}"
 
     def sweep(self) -> SweepReport:
         """One round: recounts movies whose counts may have drifted, then pushes the counts the

@@ -12,6 +12,8 @@ from typing import Any
 from celery.signals import setup_logging, worker_ready
 
 from marquee.catalog.v1 import catalog_pb2_grpc
+from marquee.ratings.v1 import ratings_pb2_grpc
+from marquee.recommendations.v1 import recommendations_pb2_grpc
 from marquee.task.v1 import task_pb2_grpc
 from marquee.upload.v1 import upload_pb2_grpc
 from services.common import jobs, logs
@@ -19,6 +21,7 @@ from services.common.clients import internal_channel
 from services.common.settings import Settings
 from services.worker.csv_source import CsvLimits
 from services.worker.ingest import Clients, ingest_csv
+from services.worker.recommend import RecommendClients, recommend
 
 settings = Settings.from_env()
 app = jobs.celery_app(settings)
@@ -48,6 +51,26 @@ def ingest_csv_job(task_id: str) -> str:
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     return ingest_csv(_clients(os.getpid()), task_id, worker_id, settings.ingest_batch_size,
                       csv_limits)
+
+
+@functools.cache
+def _recommend_clients(pid: int) -> RecommendClients:
+    del pid  # per process, as _clients
+    return RecommendClients(
+        tasks=task_pb2_grpc.TaskServiceStub(internal_channel(settings, "task")),
+        ratings=ratings_pb2_grpc.RatingsServiceStub(internal_channel(settings, "ratings")),
+        catalog=catalog_pb2_grpc.CatalogCandidatesServiceStub(
+            internal_channel(settings, "catalog")),
+        recommendations=recommendations_pb2_grpc.RecommendationsServiceStub(
+            internal_channel(settings, "recommendations")),
+    )
+
+
+@app.task(name=jobs.job_name(jobs.RECOMMEND))
+def recommend_job(task_id: str) -> str:
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return recommend(_recommend_clients(os.getpid()), task_id, worker_id,
+                     settings.recommendations_min_votes)
 
 
 @worker_ready.connect

@@ -166,7 +166,7 @@ def test_get_one_movie(api: Api, user: User) -> None:
 
 @pytest.mark.parametrize("filters", [{}, {"release_year": 1994}, {"original_language": "en"},
                                      {"original_language": "en", "release_year": 1994}])
-@pytest.mark.parametrize("sort_key", ["release_date", "vote_average"])
+@pytest.mark.parametrize("sort_key", ["release_date", "vote_average", "score"])
 def test_every_browse_query_has_an_index(stack: Stack, tmdb_ingested: dict[str, Any],
                                          filters: dict[str, Any], sort_key: str) -> None:
     """Each filter/sort combination has an index on (filters..., sort key, _id) that its query

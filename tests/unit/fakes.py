@@ -14,12 +14,13 @@ from services.auth.repository import UserExists
 from services.auth.sessions import RefreshToken, Session
 from services.auth.user_pages import UserListQuery
 from services.catalog.records import Importer, ImportResult, Movie, Provenance
-from services.catalog.repository import movie_document, movie_from_document
+from services.catalog.repository import VOTE_FIELDS, movie_from_document, stored_document
 from services.common.errors import NotFound, PermissionDenied, Unavailable
 from services.common.ids import random_id
 from services.common.tokens import ADMIN_ROLE, USER_ROLE, Caller
 from services.ratings.rating_pages import Position as RatingPosition
 from services.ratings.records import DOWNVOTE, UPVOTE, Delta, Rating, VoteCounts
+from services.recommendations.records import Run
 from services.task.records import ACTIVE, NewTask, Progress, RejectedRow, Task
 from services.task.repository import SAMPLE_SIZE
 from services.task.task_pages import Position, position_of
@@ -417,20 +418,33 @@ class _FakeWriter:
 
 # --- catalog ------------------------------------------------------------------------------------
 
+def _equals(value: Any, operand: Any) -> bool:
+    """Mongo's equality: an array matches a value it holds."""
+    return value == operand or (isinstance(value, list) and operand in value)
+
+
 def _matches(doc: dict[str, Any], query: dict[str, Any]) -> bool:
     """The part of Mongo's query language the catalog uses: equality (None also matches a
-    missing field), and $gt, $lt (never true for null) and $ne."""
+    missing field; an array matches each of its elements), $gt, $lt (never true for null),
+    $ne, $all (on arrays) and $nor."""
     for field, condition in query.items():
+        if field == "$nor":
+            if any(_matches(doc, clause) for clause in condition):
+                return False
+            continue
         value = doc.get(field)
         if not isinstance(condition, dict):
-            if value != condition:
+            if not _equals(value, condition):
                 return False
             continue
         for op, operand in condition.items():
             if op == "$ne":
-                ok = value != operand
+                ok = not _equals(value, operand)
             elif op in ("$gt", "$lt"):
                 ok = value is not None and (value > operand if op == "$gt" else value < operand)
+            elif op == "$all":
+                ok = isinstance(value, list) and bool(operand) and all(o in value
+                                                                       for o in operand)
             else:
                 raise NotImplementedError(f"the fake does not know {op}")
             if not ok:
@@ -467,10 +481,13 @@ class FakeMovies:
                 imported_by_id=kept["imported_by_id"] if kept else importer.user_id,
                 imported_by=kept["imported_by"] if kept else importer.username,
                 updated_at=self._clock(), updated_by=importer.username)
-            # As the repository's $set: fields kept beside the movie (its votes) stay.
+            # As the repository's $set: fields kept beside the movie (its votes) stay, and a
+            # movie without counts gets zeros ($inc by 0).
             beside = {k: v for k, v in (stored or {}).items() if k != "extra"}
-            self._docs[movie.id] = {**beside,
-                                    **movie_document(replace(movie, provenance=provenance))}
+            doc = {**beside, **stored_document(replace(movie, provenance=provenance))}
+            for name in VOTE_FIELDS:
+                doc.setdefault(name, 0)
+            self._docs[movie.id] = doc
             replaced += stored is not None
             inserted += stored is None
         return ImportResult(inserted, replaced, skipped)
@@ -483,14 +500,22 @@ class FakeMovies:
         self._docs[doc["_id"]] = doc
 
     def find_page(self, query: dict[str, Any], sort: list[tuple[str, int]], skip: int,
-                  limit: int) -> list[Movie]:
-        docs = [d for d in self._docs.values() if _matches(d, query)]
+                  limit: int, then: dict[str, Any] | None = None) -> list[Movie]:
+        docs = self._found(query, then)
         for field, direction in reversed(sort):  # stable sorts, last key first
             docs.sort(key=_mongo_order(field), reverse=direction < 0)
         return [movie_from_document(d) for d in docs[skip : skip + limit]]
 
-    def count(self, query: dict[str, Any]) -> int:
-        return sum(_matches(d, query) for d in self._docs.values())
+    def _found(self, query: dict[str, Any], then: dict[str, Any] | None
+               ) -> list[dict[str, Any]]:
+        return [d for d in self._docs.values() if _matches(d, query) and _matches(d, then or {})]
+
+    def count(self, query: dict[str, Any], then: dict[str, Any] | None = None) -> int:
+        return len(self._found(query, then))
+
+    def vote_counts(self, movie_ids: list[str]) -> dict[str, tuple[int, int]]:
+        return {i: (self._docs[i].get("upvotes") or 0, self._docs[i].get("downvotes") or 0)
+                for i in movie_ids if i in self._docs}
 
     def get(self, movie_id: str) -> Movie | None:
         doc = self._docs.get(movie_id)
@@ -571,6 +596,10 @@ class FakeRatings:
 
     def count_for_user(self, user_id: str, *, movie_id: str) -> int:
         return len(self._mine(user_id, movie_id))
+
+    def recently_changed(self, user_id: str, limit: int) -> list[Rating]:
+        mine = sorted(self._mine(user_id, ""), key=lambda r: (r.updated_at, r.id), reverse=True)
+        return mine[:limit]
 
     def _as_stored(self, rating: Rating) -> bool:
         stored = self.ratings.get(rating.id)
@@ -686,3 +715,94 @@ class FakeCatalog:
     def votes(self, movie_id: str) -> tuple[int, int]:
         held = self.shown[movie_id]
         return (0, 0) if held is None else (held.upvotes, held.downvotes)
+
+
+# --- recommendations ---------------------------------------------------------------------------
+
+class FakePreferences:
+    def __init__(self) -> None:
+        self.stored: dict[str, tuple[dict[str, Any], int]] = {}
+
+    def get(self, user_id: str) -> tuple[dict[str, Any], int]:
+        return self.stored.get(user_id, ({}, 0))
+
+    def save(self, user_id: str, preferences: dict[str, Any]) -> int:
+        version = self.get(user_id)[1] + 1
+        self.stored[user_id] = (dict(preferences), version)
+        return version
+
+
+class FakeRuns:
+    def __init__(self) -> None:
+        self.runs: dict[str, Run] = {}
+
+    def insert(self, run: Run) -> None:
+        self.runs[run.id] = run
+
+    def get(self, run_id: str) -> Run | None:
+        return self.runs.get(run_id)
+
+    def by_task(self, task_id: str) -> Run | None:
+        return next((r for r in self.runs.values() if r.task_id == task_id), None)
+
+    def set_task(self, run_id: str, task_id: str) -> None:
+        self.runs[run_id] = replace(self.runs[run_id], task_id=task_id)
+
+    def delete(self, run_id: str) -> None:
+        self.runs.pop(run_id, None)
+
+    def start(self, run_id: str) -> Run | None:
+        run = self.runs.get(run_id)
+        if run is not None and run.status == "queued":
+            run = self.runs[run_id] = replace(run, status="processing")
+        return run
+
+    def finish(self, run_id: str, recommendations: list[dict[str, Any]], error: str) -> None:
+        run = self.runs[run_id]
+        if run.status != "completed":
+            self.runs[run_id] = replace(run, status="failed" if error else "completed",
+                                        recommendations=recommendations, error=error)
+
+
+class FakeResults:
+    """ResultCache's contract: results by key, and claims set only when absent."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, list[dict[str, Any]]] = {}
+        self.claims: dict[str, str] = {}
+
+    def get(self, key: str) -> list[dict[str, Any]] | None:
+        return self.results.get(key)
+
+    def put(self, key: str, recommendations: list[dict[str, Any]]) -> None:
+        self.results[key] = recommendations
+
+    def claim(self, key: str, run_id: str) -> bool:
+        return self.claims.setdefault(key, run_id) == run_id
+
+    def claimant(self, key: str) -> str | None:
+        return self.claims.get(key)
+
+    def release(self, key: str, run_id: str) -> None:
+        if self.claims.get(key) == run_id:
+            del self.claims[key]
+
+
+class FakePeers:
+    """The versions of the user's votes and of the catalog, and the tasks created."""
+
+    def __init__(self) -> None:
+        self.votes: dict[str, str] = {}
+        self.catalog = 0
+        self.tasks: list[tuple[str, str]] = []  # (task id, run id)
+
+    def votes_version(self, user_id: str) -> str:
+        return self.votes.get(user_id, "0:-")
+
+    def catalog_version(self) -> int:
+        return self.catalog
+
+    def create_task(self, user_id: str, username: str, run_id: str) -> str:
+        task_id = f"task{len(self.tasks) + 1}"
+        self.tasks.append((task_id, run_id))
+        return task_id

@@ -44,6 +44,11 @@ def test_internal_methods_are_the_ones_only_services_call() -> None:
         "marquee.catalog.v1.CatalogService.CheckMovies",
         "marquee.catalog.v1.CatalogService.SetVoteCounts",
         "marquee.ratings.v1.RatingsService.DeleteMovieRatings",
+        "marquee.ratings.v1.RatingsService.ListUserVotes",
+        "marquee.catalog.v1.CatalogCandidatesService.GetCatalogVersion",
+        "marquee.catalog.v1.CatalogCandidatesService.FindCandidates",
+        "marquee.recommendations.v1.RecommendationsService.StartRun",
+        "marquee.recommendations.v1.RecommendationsService.FinishRun",
         "marquee.auth.v1.AuthService.GetAccountStatus",
     }
 

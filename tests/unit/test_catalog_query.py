@@ -176,11 +176,13 @@ class RecordingMovies:
         self.calls: list[tuple[Any, ...]] = []
 
     def find_page(self, query: dict[str, Any], sort: list[tuple[str, int]], skip: int,
-                  limit: int) -> list[Movie]:
+                  limit: int, then: dict[str, Any] | None = None) -> list[Movie]:
+        assert then is None  # only a search has a second stage
         self.calls.append(("find_page", query, sort, skip, limit))
         return self.movies[:limit]
 
-    def count(self, query: dict[str, Any]) -> int:
+    def count(self, query: dict[str, Any], then: dict[str, Any] | None = None) -> int:
+        assert then is None
         self.calls.append(("count", query))
         return 1234
 

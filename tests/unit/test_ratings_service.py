@@ -411,3 +411,32 @@ def test_the_sweep_checks_every_movie_a_slice_at_a_time(
     corrected = sum(world.service.sweep().corrected for _ in range(3))
     assert corrected == 5
     assert all(world.counted(m) == (0, 0) for m in MOVIES[:5])
+
+
+# --- a user's votes, for the recommendations ---------------------------------------------------
+
+def test_every_change_of_a_users_votes_gives_a_new_version(world: World) -> None:
+    seen = [world.service.user_votes(ALICE.user_id, 10)[1]]
+
+    def changed() -> None:
+        world.clock.advance(0.01)
+        version = world.service.user_votes(ALICE.user_id, 10)[1]
+        assert version not in seen
+        seen.append(version)
+
+    first = world.service.create(ALICE, "m1", UPVOTE)
+    changed()
+    world.clock.advance(0.01)
+    world.service.create(ALICE, "m2", UPVOTE)
+    changed()
+    world.service.update(ALICE, first.id, DOWNVOTE)
+    changed()
+    world.service.delete(ALICE, first.id)  # the count goes down
+    changed()
+    world.service.create(ALICE, "m1", UPVOTE)  # and back up, with a later change
+    changed()
+    votes, _ = world.service.user_votes(ALICE.user_id, 1)
+    assert [(v.movie_id, v.rating_type) for v in votes] == [("m1", UPVOTE)]
+    assert world.service.user_votes(BOB.user_id, 0) == ([], "0:-")
+    with pytest.raises(InvalidArgument):
+        world.service.user_votes(ALICE.user_id, 2001)

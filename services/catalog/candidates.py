@@ -1,0 +1,128 @@
+"""What the recommendations ask of the catalog (CatalogCandidatesService): its version, and a
+bounded list of the best candidates for a user's constraints, read through the browse indexes.
+
+The candidates are the movies with the highest vote_average (ties by _id, descending) that
+satisfy the constraints: that order is the `vote_average` key of a browse index, so the query
+walks one index backwards and stops after `limit` matches, whatever the catalog's size. The
+index is chosen from the constraints: (original_language, release_year, vote_average) for a
+language and one year, (original_language, vote_average) for a language, (release_year,
+vote_average) for one year, else (vote_average); a year range or genre is then a filter on the
+walk. The catalog's mean vote_average (the C of the weighted rating) needs a pass over every
+movie, so it is computed once per catalog version and kept.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import grpc
+import redis
+from pymongo.database import Database
+
+from marquee.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from services.catalog.cache import VERSION_KEY
+from services.catalog.repository import index_name, movie_from_document
+from services.catalog.server import rest_json
+from services.common.errors import InvalidArgument, Unavailable
+
+MAX_CANDIDATES = 500
+MAX_EXCLUDED = 2000
+MAX_LIKED = 500
+MAX_GENRES = 20
+MAX_TEXT_CHARS = 100
+DESCENDING = [("vote_average", -1), ("_id", -1)]
+
+
+def candidate_query(request: catalog_pb2.FindCandidatesRequest) -> tuple[dict[str, Any], str]:
+    """The filter and the name of the index to walk; InvalidArgument for an unbounded input."""
+    if not 1 <= request.limit <= MAX_CANDIDATES:
+        raise InvalidArgument(f"limit must be from 1 to {MAX_CANDIDATES} (got {request.limit})")
+    if len(request.exclude_ids) > MAX_EXCLUDED or len(request.liked_ids) > MAX_LIKED:
+        raise InvalidArgument(f"at most {MAX_EXCLUDED} exclude_ids and {MAX_LIKED} liked_ids")
+    if len(request.genres) > MAX_GENRES or any(len(g) > MAX_TEXT_CHARS for g in request.genres):
+        raise InvalidArgument(f"at most {MAX_GENRES} genres of {MAX_TEXT_CHARS} characters")
+    if len(request.language) > MAX_TEXT_CHARS:
+        raise InvalidArgument("language is too long")
+    query: dict[str, Any] = {}
+    prefix: list[str] = []
+    if request.language:
+        query["original_language"] = request.language
+        prefix.append("original_language")
+    low, high = request.year_min, request.year_max
+    if low and low == high:
+        query["release_year"] = low
+        prefix.append("release_year")
+    elif low or high:
+        query["release_year"] = {**({"$gte": low} if low else {}),
+                                 **({"$lte": high} if high else {})}
+    # A movie without a vote_average cannot be ranked by it: the bound also keeps nulls out.
+    rating: dict[str, float] = {"$gte": request.rating_min
+                                if request.HasField("rating_min") else 0.0}
+    if request.HasField("rating_max"):
+        rating["$lte"] = request.rating_max
+    query["vote_average"] = rating
+    if request.genres:
+        query["genre"] = {"$in": list(request.genres)}
+    if request.exclude_ids:
+        query["_id"] = {"$nin": list(request.exclude_ids)}
+    if request.min_vote_count > 0:
+        query["vote_count"] = {"$gte": request.min_vote_count}
+    return query, index_name([*prefix, "vote_average"])
+
+
+class CandidateFinder:
+    def __init__(self, db: Database, client: redis.Redis) -> None:
+        self._movies = db["catalog_movies"]
+        self._redis = client
+        self._lock = threading.Lock()
+        self._mean: tuple[int, float] | None = None  # (catalog version, mean vote_average)
+
+    def version(self) -> int:
+        try:
+            return int(self._redis.get(VERSION_KEY) or 0)  # type: ignore[arg-type]
+        except redis.RedisError as exc:
+            raise Unavailable(f"the catalog's version cannot be read ({exc})") from None
+
+    def mean_vote_average(self, version: int) -> float:
+        with self._lock:  # one pass per version, not one per concurrent caller
+            if self._mean is None or self._mean[0] != version:
+                found = list(self._movies.aggregate([
+                    {"$match": {"vote_average": {"$gte": 0}}},
+                    {"$group": {"_id": None, "mean": {"$avg": "$vote_average"}}}]))
+                self._mean = (version, float(found[0]["mean"]) if found else 0.0)
+            return self._mean[1]
+
+    def find(self, request: catalog_pb2.FindCandidatesRequest
+             ) -> catalog_pb2.FindCandidatesResponse:
+        query, index = candidate_query(request)
+        version = self.version()
+        # Without the extra CSV columns: they may be large, and a candidate list stays small.
+        found = self._movies.find(query, {"extra": 0}).sort(DESCENDING).hint(index) \
+            .limit(request.limit)
+        movies = [json.dumps(rest_json(movie_from_document(doc)), ensure_ascii=False,
+                             default=str) for doc in found]
+        liked: dict[str, int] = {}
+        if request.liked_ids:
+            for doc in self._movies.find({"_id": {"$in": list(request.liked_ids)}},
+                                         {"genre": 1}):
+                for genre in doc.get("genre") or []:
+                    liked[genre] = liked.get(genre, 0) + 1
+        return catalog_pb2.FindCandidatesResponse(
+            movies_json=movies, mean_vote_average=self.mean_vote_average(version),
+            liked_genres=liked, catalog_version=version)
+
+
+class CatalogCandidatesServicer(catalog_pb2_grpc.CatalogCandidatesServiceServicer):
+    def __init__(self, finder: CandidateFinder) -> None:
+        self._finder = finder
+
+    def GetCatalogVersion(self, request: catalog_pb2.GetCatalogVersionRequest,
+                          context: grpc.ServicerContext
+                          ) -> catalog_pb2.GetCatalogVersionResponse:
+        return catalog_pb2.GetCatalogVersionResponse(version=self._finder.version())
+
+    def FindCandidates(self, request: catalog_pb2.FindCandidatesRequest,
+                       context: grpc.ServicerContext) -> catalog_pb2.FindCandidatesResponse:
+        return self._finder.find(request)
