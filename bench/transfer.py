@@ -92,7 +92,7 @@ class _NoQuotas:
     def check_quota(self, owner: str, incoming: int) -> None:
         pass
 
-    def create(self, file: UploadedFile, username: str) -> str:
+    def create(self, file: UploadedFile, username: str, by_admin: bool) -> str:
         return ""
 
     def hold(self, owner: str) -> AbstractContextManager[int]:
