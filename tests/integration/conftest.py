@@ -89,8 +89,11 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                          "MARQUEE_ADMIN_USERNAME": ADMIN_USERNAME,
                          "MARQUEE_ADMIN_EMAIL": "root@example.com",
                          "MARQUEE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-                         # Short leases so that lost workers are noticed within seconds.
+                         # Short leases so that lost workers are noticed within seconds, and
+                         # batches that commit well within one (a batch of 1000 new movies
+                         # takes the embedded database over 3 s with the search indexes).
                          "TASK_LEASE_SECONDS": "6", "TASK_SWEEP_SECONDS": "2",
+                         "INGEST_BATCH_SIZE": "500",
                          "FILE_RETENTION_SECONDS": str(RETENTION_SECONDS),
                          "UPLOAD_ORPHAN_GRACE_SECONDS": str(ORPHAN_GRACE_SECONDS),
                          "WORKER_CONCURRENCY": "2",
