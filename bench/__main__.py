@@ -2,8 +2,9 @@
 
     --keep            keep the temporary directory (stack data, logs, generated files)
     --rows N[,N...]   ingest these row counts instead of the tier's (e.g. only 1000000)
-    --parts P[,P...]  measure only these of ingest, reads, recommend, upload, scale, auth
-                      (default: all; reads and recommend run after each ingestion tier)
+    --parts P[,P...]  measure only these of ingest, reads, recommend, votes, upload, scale,
+                      auth (default: all; reads, recommend and votes run after each
+                      ingestion tier)
     --markdown FILE   print FILE's results as Markdown tables (for BENCHMARKS.md) and exit
 """
 
@@ -26,7 +27,7 @@ from typing import Any
 import requests
 from pymongo import MongoClient
 
-from bench import auth, ingest, machine, recommend, report
+from bench import auth, ingest, machine, recommend, report, votes
 from bench.datagen import write_csv
 from bench.memory import cpu_seconds, peaks_mb, reset_peaks
 from bench.reads import Budget, Reader
@@ -45,7 +46,7 @@ MIB = 2**20
 ID_BASES = {10_000: 100_000_000, 100_000: 200_000_000, 1_000_000: 300_000_000}
 UPLOAD_ID_BASE = 900_000_000
 SCALE_ID_BASE = 1_000_000_000
-PARTS = ("ingest", "reads", "recommend", "upload", "scale", "auth")
+PARTS = ("ingest", "reads", "recommend", "votes", "upload", "scale", "auth")
 # Cached GET /recommendations: requests per concurrency level, within this many seconds.
 RECOMMEND_BUDGET = Budget(500, 20, 60)
 
@@ -109,6 +110,11 @@ def run_ingest_tier(rows: int, tier: Tier, work: Path, stack: Stack, api: Api, d
     if "recommend" in parts:
         movies = int(db["catalog_movies"].estimated_document_count())
         results["recommend"] += recommend.measure(api, stack, movies, RECOMMEND_BUDGET, log)
+    if "votes" in parts:  # on this tier's first movies
+        movies = int(db["catalog_movies"].estimated_document_count())
+        cast = votes.measure(stack.gateway_url, [str(base + i) for i in range(votes.MOVIES)])
+        results["votes"].append({"movies_in_catalog": movies, **cast})
+        log(f"votes at {movies} movies: {cast}")
 
     n, seconds = ingest.ceiling(db, path, "bench_ceiling", upsert=False)
     entry.update({"ceiling_rows": n, "ceiling_rows_per_s": round(n / seconds, 1)})
@@ -256,7 +262,8 @@ def run(tier_name: str, tier: Tier, parts: set[str], keep: bool, results: dict[s
                    "reads": vars(tier.reads) if tier.reads else None, "workers": 1,
                    "worker_concurrency": 1, "mb": "MiB (2^20 bytes)",
                    "scale_bytes": list(tier.scale_bytes), "parts": sorted(parts)},
-        "ingest": [], "upload": [], "reads": [], "recommend": [], "scale": [], "auth": {},
+        "ingest": [], "upload": [], "reads": [], "recommend": [], "votes": [], "scale": [],
+        "auth": {},
     })
     ok = False
     try:

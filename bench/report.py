@@ -107,6 +107,15 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
     out.append(("Recommendations (202 to completed, s; cached GET /recommendations via Envoy, ms)",
                 ["movies", "criteria", "compute s", "returned", "worker RSS MB", "c1 p50",
                  "c1 p99", "c16 p50", "c16 p99", "c16 req/s"], rec_rows))
+    out.append(("Votes via Envoy at concurrency 16 (GET /movies and /movies/{id} ms, 4 readers, "
+                "quiet and while voting)",
+                ["movies", "votes", "votes/s", "counts exact", "quiet p50", "quiet p99",
+                 "voting p50", "voting p99", "p99 ratio"],
+                [[_fmt(r["movies_in_catalog"]), _fmt(r["votes"]), _fmt(r["votes_per_s"]),
+                  str(r["counts_exact"]), _fmt(r["reads_quiet"]["p50_ms"]),
+                  _fmt(r["reads_quiet"]["p99_ms"]), _fmt(r["reads_while_voting"]["p50_ms"]),
+                  _fmt(r["reads_while_voting"]["p99_ms"]), _fmt(r["p99_ratio"])]
+                 for r in results.get("votes", [])]))
     auth = results.get("auth", {})
     out.append(("Account routes via Envoy (ms, one client; ratio = p50 / the JWKS GET's p50)",
                 ["route", "requests", "p50", "p95", "p99", "p50 ratio"],
