@@ -142,7 +142,10 @@ class Stack:
             procs.append(Proc("mongo", [
                 binaries.secantusd(), "--host", "127.0.0.1", "--port", str(self.ports["mongo"]),
                 "--storage-path", str(d / "mongo"), "--log-level", "WARNING",
-                "--oplog-max-entries", "2000000",
+                # Marquee reads no change streams, so the oplog keeps a minute: pruned a little
+                # at a time, it never holds enough to stall the server for long when it prunes
+                # (after a restart one prune ran for minutes under the server's one lock).
+                "--oplog-max-entries", "2000000", "--oplog-retention-seconds", "60",
             ], env, self._mongo_ready, ready_timeout=60))
         if self.embedded_redis:
             (d / "redis").mkdir(parents=True, exist_ok=True)
