@@ -142,10 +142,10 @@ class Stack:
             procs.append(Proc("mongo", [
                 binaries.secantusd(), "--host", "127.0.0.1", "--port", str(self.ports["mongo"]),
                 "--storage-path", str(d / "mongo"), "--log-level", "WARNING",
-                # Marquee reads no change streams, so the oplog keeps a minute: pruned a little
-                # at a time, it never holds enough to stall the server for long when it prunes
-                # (after a restart one prune ran for minutes under the server's one lock).
-                "--oplog-max-entries", "2000000", "--oplog-retention-seconds", "60",
+                # Standalone, as compose's mongod is: no oplog. Marquee uses no change streams
+                # or transactions, and this server's oplog copied every write and, pruned under
+                # its one lock, stalled every client for minutes after a restart.
+                "--standalone",
             ], env, self._mongo_ready, ready_timeout=60))
         if self.embedded_redis:
             (d / "redis").mkdir(parents=True, exist_ok=True)
