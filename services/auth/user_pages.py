@@ -1,20 +1,17 @@
 """Pages of the user list that administrators read, in username order (the lower-cased
-`username_key`, which is unique, so the order is stable): the contract's `page`/`limit` (skip),
-and AIP-158's `page_size`/`page_token` (keyset: "after this username", so a user registered
-between two pages neither repeats nor hides a row)."""
+`username_key`, which is unique, so the order is stable), read as every list route reads them
+(services/common/page_tokens.py): the keyset is "after this username"."""
 
 from __future__ import annotations
 
-import base64
-import json
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 from services.auth.fields import MAX_USERNAME
+from services.common import page_tokens
 from services.common.errors import InvalidArgument
 
-MAX_PAGE = 1_000_000
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 MAX_SEARCH = 100
@@ -43,50 +40,26 @@ def list_query(*, page: int | None, limit: int | None, page_size: int, page_toke
     if any(unicodedata.category(ch)[0] == "C" for ch in search):
         raise InvalidArgument("search must not contain control or invisible characters")
     search = search.strip().lower()
-    if page is not None and not 1 <= page <= MAX_PAGE:
-        raise InvalidArgument(f"page must be an integer from 1 to {MAX_PAGE} (got {page})")
-    if limit is not None and not 1 <= limit <= MAX_LIMIT:
-        raise InvalidArgument(f"limit must be an integer from 1 to {MAX_LIMIT} (got {limit})")
-    if page_size < 0:
-        raise InvalidArgument(f"page_size must not be negative (got {page_size})")
-    if limit is not None and page_size and page_size != limit:
-        raise InvalidArgument("limit and page_size are the same parameter: give one of them")
-    size = limit or min(page_size, MAX_LIMIT) or DEFAULT_LIMIT
+    size, skip = page_tokens.page_window(page=page, limit=limit, page_size=page_size,
+                                         default_limit=DEFAULT_LIMIT, max_limit=MAX_LIMIT)
     if page_token:
         return UserListQuery(search=search, limit=size, after=decode_token(page_token, search))
-    return UserListQuery(search=search, limit=size, skip=((page or 1) - 1) * size)
+    return UserListQuery(search=search, limit=size, skip=skip)
 
 
 def encode_token(search: str, username_key: str) -> str:
-    raw = json.dumps({"s": search, "u": username_key})
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return page_tokens.encode({"s": search, "u": username_key})
 
 
 def decode_token(token: str, search: str) -> str:
     """The username_key a token names; InvalidArgument for anything this service did not write
-    for this search (RecursionError too: JSON nested a few hundred deep is a client's doing)."""
-    if len(token) > MAX_TOKEN_CHARS:
-        raise _invalid_token()
-    try:
-        raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        after = _after(raw)
-    except (ValueError, TypeError, RecursionError):
-        raise _invalid_token() from None
-    if raw["s"] != search:
-        raise InvalidArgument("page_token belongs to another search: give the same search as "
-                              "the page it came from")
-    return after
+    for this search."""
+    def after(raw: dict[str, Any]) -> str:
+        if not isinstance(raw["s"], str):
+            raise ValueError("not a token")
+        if raw["s"] != search:
+            raise InvalidArgument("page_token belongs to another search: give the same search "
+                                  "as the page it came from")
+        return page_tokens.short_id(raw["u"], MAX_USERNAME)
 
-
-def _after(raw: Any) -> str:
-    if not isinstance(raw, dict) or set(raw) != _TOKEN_KEYS:
-        raise ValueError("not a token")
-    search, after = raw["s"], raw["u"]
-    if not isinstance(search, str) or not isinstance(after, str) or len(after) > MAX_USERNAME:
-        raise ValueError("not a token")
-    after.encode()  # UnicodeEncodeError (a ValueError) for a lone surrogate, which BSON refuses
-    return after
-
-
-def _invalid_token() -> InvalidArgument:
-    return InvalidArgument("page_token is not valid: use next_page_token from a response")
+    return page_tokens.decode(token, keys=_TOKEN_KEYS, max_chars=MAX_TOKEN_CHARS, parse=after)

@@ -3,7 +3,6 @@ filters, sorts and pages, each movie with its current vote counts, and delete on
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 from collections.abc import Callable
@@ -26,11 +25,12 @@ from services.catalog.search import (
     relevance_after,
     tier_filters,
 )
+from services.common import page_tokens
 from services.common.errors import InvalidArgument, NotFound
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
-MAX_PAGE = 1_000_000
+MAX_PAGE = page_tokens.MAX_PAGE
 # Ids are the CSV's, at most this long (services/worker/movie_rows.py refuses longer ones).
 MAX_MOVIE_ID_CHARS = 100
 # The order of search results when no sort_field is given (services/catalog/search.py).
@@ -123,33 +123,13 @@ def _encode_token(q: MovieQuery, last: Movie, tier: int = TITLE_TIER) -> str:
         value = getattr(last, SORT_FIELDS[q.sort_field])
     if isinstance(value, datetime):
         value = {"$date": value.isoformat()}
-    # Not ASCII-escaped: an id of 100 non-Latin characters would take 600 characters escaped.
-    raw = json.dumps({"q": _fingerprint(q), "v": value, "id": last.id}, ensure_ascii=False)
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return page_tokens.encode({"q": _fingerprint(q), "v": value, "id": last.id})
 
 
 # A token this service writes is a few hundred characters (movie ids are at most 100); a longer
 # one is refused unread.
 MAX_TOKEN_CHARS = 1024
 _TOKEN_KEYS = {"q", "v", "id"}
-
-
-def _invalid_token() -> InvalidArgument:
-    return InvalidArgument("page_token is not valid: use next_page_token from a response")
-
-
-def _token_payload(token: str) -> dict[str, Any]:
-    """The token's JSON object, or InvalidArgument. RecursionError is a client's doing too:
-    JSON nested a few hundred deep."""
-    if len(token) > MAX_TOKEN_CHARS:
-        raise _invalid_token()
-    try:
-        raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (ValueError, RecursionError):
-        raise _invalid_token() from None
-    if not isinstance(raw, dict) or set(raw) != _TOKEN_KEYS:
-        raise _invalid_token()
-    return raw
 
 
 def _number(value: Any) -> float:
@@ -183,16 +163,16 @@ def _sort_value(sort_field: str, value: Any) -> Any:
 
 
 def _decode_token(q: MovieQuery) -> tuple[Any, str]:
-    raw = _token_payload(q.page_token)
-    if raw["q"] != _fingerprint(q):
-        raise InvalidArgument("page_token belongs to a query with other filters or sort order")
-    try:
-        value = _sort_value(q.sort_field, raw["v"])
-    except (ValueError, KeyError, TypeError, OverflowError):
-        raise _invalid_token() from None
-    if not isinstance(raw["id"], str):
-        raise _invalid_token()
-    return value, raw["id"]
+    def position(raw: dict[str, Any]) -> tuple[Any, str]:
+        if raw["q"] != _fingerprint(q):
+            raise InvalidArgument("page_token belongs to a query with other filters or sort "
+                                  "order")
+        if not isinstance(raw["id"], str):
+            raise ValueError("not a movie id")
+        return _sort_value(q.sort_field, raw["v"]), raw["id"]
+
+    return page_tokens.decode(q.page_token, keys=_TOKEN_KEYS, max_chars=MAX_TOKEN_CHARS,
+                              parse=position)
 
 
 def _segments_after(field: str, value: Any, last_id: str, descending: bool
