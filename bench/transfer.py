@@ -22,6 +22,8 @@ from services.upload.records import UploadedFile
 from services.upload.repository import FileRepository
 from services.upload.service import StorageQuota, UploadService
 from services.upload.storage import LocalStorage
+from services.worker.csv_source import CsvLimits
+from services.worker.operation_spec import OperationSpec
 
 CHUNK = 1 << 20
 
@@ -85,6 +87,9 @@ class _NoRecords:
     def stored_bytes(self, owner: str) -> int:
         return 0
 
+    def set_task(self, file_id: str, task_id: str) -> None:
+        pass
+
 
 class _NoQuotas:
     """No task service and no other uploads: every quota check passes at once."""
@@ -93,6 +98,9 @@ class _NoQuotas:
         pass
 
     def create(self, file: UploadedFile, username: str, by_admin: bool) -> str:
+        return ""
+
+    def create_operation(self, file: UploadedFile, spec: OperationSpec, username: str) -> str:
         return ""
 
     def hold(self, owner: str) -> AbstractContextManager[int]:
@@ -110,7 +118,9 @@ def upload_in_process(path: Path, store: Path) -> float:
 
     service = UploadService(cast(FileRepository, _NoRecords()), LocalStorage(store), _NoQuotas(),
                             max_bytes=1 << 40, slots=_NoQuotas(),
-                            quota=StorageQuota(bytes_per_user=1 << 40, retention_seconds=0))
+                            quota=StorageQuota(bytes_per_user=1 << 40, retention_seconds=0),
+                            csv_limits=CsvLimits(max_row_chars=1 << 20,
+                                                 max_header_chars=1 << 16, max_columns=256))
     start = time.perf_counter()
     stored = service.upload("bench", path.name, chunks())
     seconds = time.perf_counter() - start

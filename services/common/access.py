@@ -10,6 +10,7 @@ domain errors into gRPC status codes in one place.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import enum
 import hmac
@@ -27,12 +28,14 @@ from marquee.access.v1 import access_pb2
 from services.common import logs
 from services.common.errors import (
     DomainError,
+    Gone,
     InvalidArgument,
     PermissionDenied,
     Throttled,
     Unauthenticated,
     Unavailable,
 )
+from services.common.rest import set_http_status
 from services.common.tokens import ADMIN_ROLE, Caller, TokenVerifier, bearer_token
 
 log = logging.getLogger(__name__)
@@ -172,6 +175,11 @@ def _abort(context: grpc.ServicerContext, method: str, exc: DomainError) -> None
     if isinstance(exc, Throttled):
         # The gateway passes it on as the HTTP header, so REST clients see when to retry.
         context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
+    if isinstance(exc, Gone):
+        # No gRPC code maps to 410 in the transcoder; the status rides in the initial metadata
+        # (services/common/rest.py), which a refusal raised before any answer has not sent yet.
+        with contextlib.suppress(ValueError, RuntimeError):
+            set_http_status(context, exc.http_status)
     context.abort(exc.code, reason)
 
 

@@ -33,6 +33,13 @@ class FailedPrecondition(DomainError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class Gone(FailedPrecondition):
+    """The thing existed and was deleted (a file, an operation's result). gRPC has no code of
+    its own for it; REST clients get 410, which the access interceptor asks the gateway for."""
+
+    http_status = 410
+
+
 class TooLarge(DomainError):
     """Maps to RESOURCE_EXHAUSTED; the gateway turns it into HTTP 413 for uploads."""
 

@@ -19,7 +19,12 @@ QUEUE = "marquee"
 # Task kinds, and the Celery job that runs each.
 INGEST_CSV = "ingest_csv"
 RECOMMEND = "recommend"
-JOB_NAMES = {INGEST_CSV: "marquee.ingest_csv", RECOMMEND: "marquee.recommend"}
+# Operations on an uploaded CSV (POST /files/{file_id}/operations): the kind is the operation.
+DEDUPE, UNIQUE, FILTER = "dedupe", "unique", "filter"
+OPERATION_KINDS = (DEDUPE, UNIQUE, FILTER)
+JOB_NAMES = {INGEST_CSV: "marquee.ingest_csv", RECOMMEND: "marquee.recommend",
+             DEDUPE: "marquee.csv_dedupe", UNIQUE: "marquee.csv_unique",
+             FILTER: "marquee.csv_filter"}
 
 
 class UnknownKind(InvalidArgument):

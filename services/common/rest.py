@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import grpc
 from google.api import httpbody_pb2
 
 HTTP_CODE_HEADER = "x-http-code"
+CONTENT_DISPOSITION = "content-disposition"
 
 
 def set_http_status(context: grpc.ServicerContext, status: int) -> None:
@@ -22,3 +24,11 @@ def json_body(value: Any) -> httpbody_pb2.HttpBody:
         content_type="application/json",
         data=json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode(),
     )
+
+
+def content_disposition(filename: str) -> str:
+    """An `attachment` header value naming `filename` (RFC 6266): an ASCII fallback, and the
+    name itself percent-encoded as UTF-8 (`filename*`). gRPC metadata, which carries it to the
+    gateway, takes printable ASCII only."""
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\%' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

@@ -70,6 +70,9 @@ class Settings:
     csv_max_row_chars: int
     csv_max_header_chars: int
     csv_max_columns: int
+    # Where the operation jobs spill rows and keys (dedupe, unique); "" for the system's
+    # temporary directory.
+    csv_ops_spill_dir: str
     task_lease_seconds: int
     # Open WatchTask and ExportTaskErrors streams, each holding a task-service thread.
     task_streams_per_user: int
@@ -150,13 +153,14 @@ class Settings:
             max_upload_bytes=_int("MAX_UPLOAD_BYTES", 1 << 30),
             upload_storage=env("UPLOAD_STORAGE", "local"),
             upload_dir=Path(env("UPLOAD_DIR", str(data_dir / "uploads"))),
-            upload_max_stored_bytes_per_user=_int("UPLOAD_MAX_STORED_BYTES_PER_USER", 5 << 30),
+            upload_max_stored_bytes_per_user=_int("UPLOAD_MAX_STORED_BYTES_PER_USER", 10 << 30),
             upload_max_concurrent_per_user=_int("UPLOAD_MAX_CONCURRENT_PER_USER", 4),
             upload_slot_lease_seconds=_int("UPLOAD_SLOT_LEASE_SECONDS", 30),
             ingest_batch_size=_int("INGEST_BATCH_SIZE", 1000),
             csv_max_row_chars=_int("CSV_MAX_ROW_CHARS", 1 << 20),
             csv_max_header_chars=_int("CSV_MAX_HEADER_CHARS", 64 << 10),
             csv_max_columns=_int("CSV_MAX_COLUMNS", 256),
+            csv_ops_spill_dir=env("CSV_OPS_SPILL_DIR", ""),
             task_lease_seconds=_int("TASK_LEASE_SECONDS", 60),
             task_streams_per_user=_int("TASK_STREAMS_PER_USER", 8),
             task_streams_total=_int("TASK_STREAMS_TOTAL", 32),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from itertools import chain
 
 import grpc
 
@@ -44,6 +46,13 @@ def main() -> None:
             if exc.code() != grpc.StatusCode.NOT_FOUND:  # already gone is what we wanted
                 raise
 
+    def read_file(file_id: str) -> Iterator[bytes]:
+        """A stored file's bytes; the first chunk is read before this returns, so that a file
+        that is gone fails the call before its answer starts."""
+        responses = uploads.ReadFile(upload_pb2.ReadFileRequest(file_id=file_id))
+        first = next(responses, None)
+        return chain(() if first is None else (first.chunk,), (r.chunk for r in responses))
+
     limits = TaskLimits(pending_per_user=settings.task_max_pending_per_user,
                         stored_rejections=settings.task_max_stored_rejections,
                         list_default=settings.task_list_default_limit,
@@ -62,8 +71,8 @@ def main() -> None:
     periodic.every(interval, sweep, stop, name="stall-sweep")
     streams = StreamSlots(per_user=settings.task_streams_per_user,
                           total=settings.task_streams_total)
-    serve(settings, "task", TaskServicer(service, streams), verifier=jwks_verifier(settings),
-          confirm_admin=admin_confirmer(settings),
+    serve(settings, "task", TaskServicer(service, streams, read_file),
+          verifier=jwks_verifier(settings), confirm_admin=admin_confirmer(settings),
           max_workers=CALL_THREADS + streams.total, on_stop=stop.set)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from typing import Any
 
 ACTIVE = ("pending", "processing")
 TERMINAL = ("done", "failed", "cancelled")
@@ -27,6 +28,10 @@ class Progress:
     # Rows whose movie another user owns, left unchanged; they are listed with the rejected
     # rows (with their reason), but not counted in rows_rejected.
     rows_skipped: int = 0
+    # Operations: rows written to the result, rows dropped as duplicates, distinct values.
+    rows_out: int = 0
+    duplicates: int = 0
+    distinct: int = 0
 
 
 PROGRESS_FIELDS = tuple(f.name for f in fields(Progress))
@@ -37,6 +42,15 @@ class RejectedRow:
     line: int  # 1-based line of the file where the row starts (the header is line 1)
     reason: str
     raw: str
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """Where an operation's result is stored (a file of the upload service) and what it is."""
+
+    file_id: str
+    content_type: str
+    size_bytes: int
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,9 @@ class NewTask:
     # The owner was an administrator when they uploaded: the import replaces movies that other
     # users own.
     uploaded_by_admin: bool = False
+    # An operation task's request (marquee.task.v1.Operation in its JSON form), which the task
+    # service keeps for the worker without reading it; None for other kinds.
+    operation: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +99,8 @@ class Task:
     cancel_requested: bool = False
     file_deleted: bool = False  # the uploaded file was deleted after the retention period
     uploaded_by_admin: bool = False  # as in NewTask
+    operation: dict[str, Any] | None = None  # as in NewTask
+    result: TaskResult | None = None  # an operation that is done
     started_at: datetime | None = None
     finished_at: datetime | None = None
     lease_worker: str | None = None

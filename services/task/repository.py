@@ -21,6 +21,7 @@ from services.task.records import (
     Progress,
     RejectedRow,
     Task,
+    TaskResult,
     now,
 )
 from services.task.task_pages import Position
@@ -64,6 +65,8 @@ def task_from_document(doc: dict[str, Any]) -> Task:
         cancel_requested=doc.get("cancel_requested", False),
         file_deleted=doc.get("file_deleted", False),
         uploaded_by_admin=doc.get("uploaded_by_admin", False),
+        operation=doc.get("operation"),
+        result=TaskResult(**doc["result"]) if doc.get("result") else None,
         started_at=doc.get("started_at"),
         finished_at=doc.get("finished_at"),
         lease_worker=doc.get("lease_worker"),
@@ -106,6 +109,9 @@ class TaskRepository:
                                  name="by_status_lease")
         self._tasks.create_index([("file_deleted", ASCENDING), ("finished_at", ASCENDING)],
                                  name="by_file_retention")
+        # Retention keeps a file while an operation on it runs.
+        self._tasks.create_index([("file_id", ASCENDING), ("status", ASCENDING)],
+                                 name="by_file_status")
         # The administrators' list of every user's tasks, newest first: whole, by status, and by
         # user and status (by user alone, `by_user` serves it as it serves the user's own list).
         self._tasks.create_index(NEWEST_FIRST, name="all_newest")
@@ -128,6 +134,7 @@ class TaskRepository:
             "original_name": new.original_name,
             "bytes_total": new.bytes_total,
             "uploaded_by_admin": new.uploaded_by_admin,
+            "operation": new.operation,
             "status": "pending",
             "progress": {},
             "rejected_sample": [],
@@ -223,10 +230,12 @@ class TaskRepository:
         rejected: list[RejectedRow],
         error: str,
         keep_rejections: int,
+        result: TaskResult | None = None,
     ) -> Task | None:
         self._add_rejections(task_id, rejected, keep_rejections)
         t = now()
-        ended = {"status": status, "error": error, "updated_at": t, "finished_at": t}
+        ended = {"status": status, "error": error, "updated_at": t, "finished_at": t,
+                 "result": asdict(result) if result else None}
         update: dict[str, Any] = {
             "$set": ended if progress is None else {**ended, "progress": asdict(progress)},
             "$unset": {"lease_worker": "", "lease_expires_at": ""},
@@ -280,6 +289,11 @@ class TaskRepository:
         """Ended tasks whose file has outlived the retention period."""
         return [task_from_document(doc) for doc in self._tasks.find(
             {"file_deleted": False, "finished_at": {"$lt": now() - retention}}).limit(limit)]
+
+    def file_in_use(self, file_id: str) -> bool:
+        """Whether a task on the file is pending or processing."""
+        return self._tasks.count_documents(
+            {"file_id": file_id, "status": {"$in": list(ACTIVE)}}, limit=1) > 0
 
     def mark_file_deleted(self, task_id: str) -> None:
         self._tasks.update_one({"_id": _key(task_id)},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from datetime import UTC
 from typing import Any
@@ -15,8 +15,15 @@ from google.protobuf import json_format
 
 from marquee.task.v1 import task_pb2, task_pb2_grpc
 from services.common.access import current_caller
-from services.common.rest import json_body
-from services.task.records import PROGRESS_FIELDS, NewTask, Progress, RejectedRow, Task
+from services.common.rest import CONTENT_DISPOSITION, content_disposition, json_body
+from services.task.records import (
+    PROGRESS_FIELDS,
+    NewTask,
+    Progress,
+    RejectedRow,
+    Task,
+    TaskResult,
+)
 from services.task.service import RejectionsExport, TaskPage, TaskService, pace
 from services.task.stream_slots import StreamSlots
 
@@ -33,6 +40,14 @@ def to_proto(task: Task) -> task_pb2.Task:
         error=task.error, attempts=task.attempts, cancel_requested=task.cancel_requested,
         file_deleted=task.file_deleted,
     )
+    if task.operation is not None:
+        json_format.ParseDict(task.operation, message.operation)
+        if task.result is not None:
+            p = task.progress
+            message.result.CopyFrom(task_pb2.OperationResult(
+                rows_in=p.rows_read, rows_out=p.rows_out, duplicates=p.duplicates,
+                distinct=p.distinct, rows_rejected=p.rows_rejected,
+                content_type=task.result.content_type, size_bytes=task.result.size_bytes))
     for field in _TIMES:
         if when := getattr(task, field):
             getattr(message, field).FromDatetime(when.replace(tzinfo=UTC))
@@ -69,10 +84,25 @@ def _rest_json(message: task_pb2.Task) -> dict[str, Any]:
                                      always_print_fields_with_no_presence=True)
 
 
+def _operation(request: task_pb2.CreateTaskRequest) -> dict[str, Any] | None:
+    if not request.HasField("operation"):
+        return None
+    return json_format.MessageToDict(request.operation, preserving_proto_field_name=True)
+
+
+# What a result's download is called: the file's name with the operation, and the type's suffix.
+def _result_name(task: Task, content_type: str) -> str:
+    stem = task.original_name.rsplit(".", 1)[0] or "file"
+    return f"{stem}-{task.kind}.{'json' if content_type.startswith('application/json') else 'csv'}"
+
+
 class TaskServicer(task_pb2_grpc.TaskServiceServicer):
-    def __init__(self, service: TaskService, streams: StreamSlots) -> None:
+    def __init__(self, service: TaskService, streams: StreamSlots,
+                 read_file: Callable[[str], Iterator[bytes]]) -> None:
         self._service = service
         self._streams = streams
+        # An operation's result, streamed from the upload service that stores it.
+        self._read_file = read_file
 
     def _hold_stream_slot(self, context: grpc.ServicerContext) -> None:
         """Takes one of the caller's stream slots until the call ends, however it ends (grpc runs
@@ -133,6 +163,20 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
             writer.writerow(["", truncation_note(export), ""])
         yield _csv_chunk(buffer, first)
 
+    def GetTaskResult(self, request: task_pb2.GetTaskResultRequest,
+                      context: grpc.ServicerContext) -> Iterator[httpbody_pb2.HttpBody]:
+        self._hold_stream_slot(context)
+        task, result = self._service.result(request.task_id, current_caller().user_id)
+        chunks = self._read_file(result.file_id)
+        context.send_initial_metadata(
+            ((CONTENT_DISPOSITION, content_disposition(_result_name(task, result.content_type))),))
+        content_type = result.content_type  # only the first message sets it
+        for chunk in chunks:
+            yield httpbody_pb2.HttpBody(content_type=content_type, data=chunk)
+            content_type = ""
+        if content_type:
+            yield httpbody_pb2.HttpBody(content_type=content_type)
+
     def CheckTaskQuota(self, request: task_pb2.CheckTaskQuotaRequest,
                        context: grpc.ServicerContext) -> task_pb2.CheckTaskQuotaResponse:
         active = self._service.check_quota(request.user, request.incoming)
@@ -145,7 +189,7 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
             user_id=request.user, username=request.username, kind=request.kind,
             file_id=request.file_id, file_path=request.file_path,
             original_name=request.original_name, bytes_total=request.bytes_total,
-            uploaded_by_admin=request.uploaded_by_admin,
+            uploaded_by_admin=request.uploaded_by_admin, operation=_operation(request),
         )))
 
     def ClaimTask(self, request: task_pb2.ClaimTaskRequest, context: grpc.ServicerContext
@@ -167,9 +211,11 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
     def FinishTask(self, request: task_pb2.FinishTaskRequest, context: grpc.ServicerContext
                    ) -> task_pb2.Task:
         progress = _progress(request.progress) if request.HasField("progress") else None
+        result = TaskResult(request.result_file_id, request.result_content_type,
+                            request.result_size_bytes) if request.result_file_id else None
         return to_proto(self._service.finish(
             request.task_id, request.worker_id, request.status, progress,
-            _rows(request.rejected), request.error,
+            _rows(request.rejected), request.error, result,
         ))
 
 

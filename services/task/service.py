@@ -13,6 +13,7 @@ from typing import Protocol
 from services.common import jobs
 from services.common.errors import (
     FailedPrecondition,
+    Gone,
     InvalidArgument,
     LimitReached,
     NotFound,
@@ -26,6 +27,7 @@ from services.task.records import (
     Progress,
     RejectedRow,
     Task,
+    TaskResult,
 )
 from services.task.task_pages import (
     Position,
@@ -79,9 +81,14 @@ class Tasks(Protocol):
         ...
 
     def finish(self, task_id: str, worker_id: str, status: str, progress: Progress | None,
-               rejected: list[RejectedRow], error: str, keep_rejections: int) -> Task | None:
+               rejected: list[RejectedRow], error: str, keep_rejections: int,
+               result: TaskResult | None = None) -> Task | None:
         """Ends the task while `worker_id` holds the lease; `progress` None keeps the counts.
-        Rejected rows are stored as `report` stores them."""
+        Rejected rows are stored as `report` stores them; `result` is an operation's."""
+        ...
+
+    def file_in_use(self, file_id: str) -> bool:
+        """Whether a task on the file is pending or processing."""
         ...
 
     def request_cancel(self, task_id: str) -> Task | None:
@@ -213,6 +220,24 @@ class TaskService:
         return RejectionsExport(self._repo.rejections(task_id), not_stored,
                                 self.limits.stored_rejections)
 
+    def result(self, task_id: str, user_id: str) -> tuple[Task, TaskResult]:
+        """The user's operation task and where its result is, once it is done."""
+        task = self.get(task_id, user_id)
+        if task.operation is None:
+            raise FailedPrecondition(f"a task of kind {task.kind} has no result: results are "
+                                     "those of operations (POST /files/{file_id}/operations)")
+        if task.status in ACTIVE:
+            raise FailedPrecondition(f"the task is {task.status}: its result is ready once it "
+                                     "is done (GET /task/{task_id} or its watch tells when)")
+        if task.result is None:
+            raise FailedPrecondition(f"the task ended {task.status}, so it has no result"
+                                     + (f": {task.error}" if task.error else ""))
+        if task.file_deleted:
+            raise Gone(f"the result of task {task.id} was deleted "
+                       f"{_count(int(self._file_retention.total_seconds()), 'second')} after "
+                       "the task ended (FILE_RETENTION_SECONDS): run the operation again")
+        return task, task.result
+
     # --- for administrators ----------------------------------------------------------------
 
     def list_all_tasks(self, *, user_id: str = "", status: str = "", page: int | None = None,
@@ -262,6 +287,9 @@ class TaskService:
         if not (new.user_id and new.kind and new.file_id):
             raise InvalidArgument("user, kind and file_id are required")
         jobs.job_name(new.kind)  # refuses a kind no job runs: such a task would wait forever
+        if (new.kind in jobs.OPERATION_KINDS) != (new.operation is not None):
+            raise InvalidArgument(f"an operation is required with, and only with, the kinds "
+                                  f"{', '.join(jobs.OPERATION_KINDS)}")
         self.check_quota(new.user_id, incoming=1)
         task = self._repo.create(new)
         try:
@@ -296,12 +324,16 @@ class TaskService:
         return task
 
     def finish(self, task_id: str, worker_id: str, status: str, progress: Progress | None,
-               rejected: list[RejectedRow], error: str) -> Task:
-        """Ends the task; `progress` None keeps the counts already recorded."""
+               rejected: list[RejectedRow], error: str, result: TaskResult | None = None
+               ) -> Task:
+        """Ends the task; `progress` None keeps the counts already recorded. An operation that
+        is done names its `result`."""
         if status not in TERMINAL:
             raise InvalidArgument(f"status must be one of {', '.join(TERMINAL)}")
+        if result is not None and status != "done":
+            raise InvalidArgument("only a task that is done has a result")
         task = self._repo.finish(task_id, worker_id, status, progress, rejected, error,
-                                 self.limits.stored_rejections)
+                                 self.limits.stored_rejections, result)
         if task is None:
             raise FailedPrecondition("lease lost: the task ended or another worker took it")
         log.info("task finished", extra={"task_id": task_id, "status": status,
@@ -325,15 +357,24 @@ class TaskService:
         return len(stalled)
 
     def purge_files(self) -> int:
-        """Deletes the uploaded files of tasks that ended more than the retention period ago
-        (the task records stay). Returns how many it deleted."""
-        expired = self._repo.files_to_delete(self._file_retention)
-        for task in expired:
-            self._delete_file(task.file_id)
+        """Deletes the files of tasks that ended more than the retention period ago (the task
+        records stay): an upload's file, or an operation's result. An upload's file is kept
+        while an operation on it runs, and deleted at the first sweep after it ended. Returns
+        how many tasks it acted on."""
+        purged = 0
+        for task in self._repo.files_to_delete(self._file_retention):
+            if task.operation is not None:
+                if task.result is not None:
+                    self._delete_file(task.result.file_id)
+            elif self._repo.file_in_use(task.file_id):
+                continue
+            else:
+                self._delete_file(task.file_id)
             self._repo.mark_file_deleted(task.id)
+            purged += 1
             log.info("file deleted after retention", extra={"task_id": task.id,
                                                             "file_id": task.file_id})
-        return len(expired)
+        return purged
 
 
 def _page(tasks: list[Task], limit: int) -> TaskPage:

@@ -15,6 +15,8 @@ from services.upload.service import StorageQuota, UploadService
 from services.upload.storage import open_storage
 from services.upload.task_client import TaskClient
 from services.upload.upload_slots import UploadSlots
+from services.upload.user_files import PageLimits, UserFiles
+from services.worker.csv_source import CsvLimits
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +44,13 @@ def main() -> None:
     periodic.every(slots.renew_every(), slots.renew_held, stop, name="upload-slot-heartbeat")
     quota = StorageQuota(settings.upload_max_stored_bytes_per_user,
                          settings.file_retention_seconds)
-    service = UploadService(files, storage, TaskClient(internal_channel(settings, "task")),
-                            settings.max_upload_bytes, slots=slots, quota=quota)
+    tasks = TaskClient(internal_channel(settings, "task"))
+    service = UploadService(files, storage, tasks, settings.max_upload_bytes, slots=slots,
+                            quota=quota, csv_limits=CsvLimits.from_settings(settings))
+    user_files = UserFiles(files, service, tasks, PageLimits(
+        default=settings.task_list_default_limit, max=settings.task_list_max_limit))
     min_rate = MinRate(settings.upload_min_bytes_per_second, settings.upload_min_rate_grace_seconds)
-    serve(settings, "upload", UploadServicer(service, min_rate),
+    serve(settings, "upload", UploadServicer(service, min_rate, user_files),
           verifier=jwks_verifier(settings),
           confirm_admin=admin_confirmer(settings), on_stop=stop.set)
 

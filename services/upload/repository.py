@@ -6,21 +6,40 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from services.upload.records import UploadedFile
+from services.task.task_pages import Position
+from services.upload.records import RESULT, UPLOAD, CsvHeader, UploadedFile
+
+# Newest first; files of one millisecond in a fixed (random id) order.
+NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 
 
 def _file(doc: dict[str, Any] | None) -> UploadedFile | None:
     if doc is None:
         return None
+    header = doc.get("header") or {}
     return UploadedFile(
         id=doc["_id"], owner=doc["owner"], original_name=doc["original_name"],
         file_path=doc["file_path"], size_bytes=doc["size_bytes"], sha256=doc["sha256"],
-        created_at=doc["created_at"], deleted=doc["deleted"],
+        created_at=doc["created_at"], deleted=doc["deleted"], kind=doc.get("kind", UPLOAD),
+        task_id=doc.get("task_id", ""),
+        header=CsvHeader(encoding=header.get("encoding", ""),
+                         delimiter=header.get("delimiter", ""),
+                         columns=tuple(header.get("columns", ())),
+                         error=header.get("error", "")),
     )
+
+
+def _listed(owner: str, after: Position | None) -> dict[str, Any]:
+    """The owner's uploads (not results) after `after` in NEWEST_FIRST."""
+    query: dict[str, Any] = {"owner": owner, "kind": {"$ne": RESULT}}
+    if after is not None:
+        query["$or"] = [{"created_at": {"$lt": after.created_at}},
+                        {"created_at": after.created_at, "_id": {"$lt": after.task_id}}]
+    return query
 
 
 class FileRepository:
@@ -30,16 +49,35 @@ class FileRepository:
     def ensure_indexes(self) -> None:
         self._files.create_index([("owner", ASCENDING), ("created_at", ASCENDING)],
                                  name="by_owner")
+        # An operation's task finds the result an earlier attempt stored.
+        self._files.create_index([("task_id", ASCENDING)], name="by_task")
 
     def add(self, file: UploadedFile) -> None:
         self._files.insert_one({
             "_id": file.id, "owner": file.owner, "original_name": file.original_name,
             "file_path": file.file_path, "size_bytes": file.size_bytes, "sha256": file.sha256,
-            "created_at": file.created_at, "deleted": file.deleted,
+            "created_at": file.created_at, "deleted": file.deleted, "kind": file.kind,
+            "task_id": file.task_id, "header": {
+                "encoding": file.header.encoding, "delimiter": file.header.delimiter,
+                "columns": list(file.header.columns), "error": file.header.error},
         })
 
     def get(self, file_id: str) -> UploadedFile | None:
         return _file(self._files.find_one({"_id": file_id}))
+
+    def set_task(self, file_id: str, task_id: str) -> None:
+        self._files.update_one({"_id": file_id}, {"$set": {"task_id": task_id}})
+
+    def list_for_owner(self, owner: str, *, limit: int, skip: int = 0,
+                       after: Position | None = None) -> list[UploadedFile]:
+        cursor = self._files.find(_listed(owner, after)).sort(NEWEST_FIRST).skip(skip).limit(limit)
+        return [f for f in map(_file, cursor) if f is not None]
+
+    def results_of(self, task_id: str) -> list[UploadedFile]:
+        """The stored (not deleted) results of an operation's task: more than one only when a
+        worker stored one and then lost the task."""
+        found = self._files.find({"task_id": task_id, "kind": RESULT, "deleted": False})
+        return [f for f in map(_file, found) if f is not None]
 
     def mark_deleted(self, file_id: str) -> UploadedFile | None:
         self._files.update_one({"_id": file_id}, {"$set": {"deleted": True}})

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from google.api import httpbody_pb2
@@ -15,21 +15,59 @@ from google.protobuf.message import Message
 from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
 from services.common.access import current_caller
 from services.common.errors import DomainError, InvalidArgument, TooLarge
-from services.common.rest import set_http_status
+from services.common.rest import (
+    CONTENT_DISPOSITION,
+    content_disposition,
+    json_body,
+    set_http_status,
+)
 from services.upload.multipart_stream import FilePart
 from services.upload.read_ahead import ReadAhead
 from services.upload.records import UploadedFile
 from services.upload.service import UPLOADED, StoredUpload, UploadService
+from services.upload.user_files import STARTED, FilePage, UserFiles
+from services.worker.operation_spec import spec_from_message
 
 
 def _file(file: UploadedFile) -> upload_pb2.File:
     message = upload_pb2.File(
         file_id=file.id, owner=file.owner, original_name=file.original_name,
         file_path=file.file_path, size_bytes=file.size_bytes, sha256=file.sha256,
-        deleted=file.deleted,
+        deleted=file.deleted, task_id=file.task_id,
     )
     message.created_at.FromDatetime(file.created_at.replace(tzinfo=UTC))
     return message
+
+
+def _file_info(file: UploadedFile) -> upload_pb2.FileInfo:
+    message = upload_pb2.FileInfo(
+        file_id=file.id, original_name=file.original_name, size_bytes=file.size_bytes,
+        sha256=file.sha256, encoding=file.header.encoding, delimiter=file.header.delimiter,
+        columns=file.header.columns, task_id=file.task_id, deleted=file.deleted,
+        header_error=file.header.error,
+    )
+    message.uploaded_at.FromDatetime(file.created_at.replace(tzinfo=UTC))
+    return message
+
+
+def file_json(file: UploadedFile) -> dict[str, Any]:
+    """A /files item: FileInfo's fields, with the size as a number (the proto3 JSON mapping
+    writes an int64 as a string) and the time as RFC 3339 UTC to the millisecond."""
+    return {"file_id": file.id, "original_name": file.original_name,
+            "size_bytes": file.size_bytes, "sha256": file.sha256,
+            "encoding": file.header.encoding, "delimiter": file.header.delimiter,
+            "columns": list(file.header.columns),
+            "uploaded_at": file.created_at.isoformat(timespec="milliseconds") + "Z",
+            "task_id": file.task_id, "deleted": file.deleted,
+            "header_error": file.header.error}
+
+
+def _files_page(files: UserFiles, request: upload_pb2.ListFilesRequest) -> FilePage:
+    def opt(name: str) -> int | None:
+        return getattr(request, name) if request.HasField(name) else None
+
+    return files.list(current_caller().user_id, page=opt("page"), limit=opt("limit"),
+                      page_size=request.page_size, page_token=request.page_token)
 
 
 def _accepted(context: grpc.ServicerContext, stored: StoredUpload) -> upload_pb2.UploadFileResponse:
@@ -73,9 +111,10 @@ class MinRate:
 
 
 class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
-    def __init__(self, service: UploadService, min_rate: MinRate) -> None:
+    def __init__(self, service: UploadService, min_rate: MinRate, files: UserFiles) -> None:
         self._service = service
         self._min_rate = min_rate
+        self._files = files
 
     def UploadFile(self, request_iterator: Iterator[upload_pb2.UploadFileRequest],
                    context: grpc.ServicerContext) -> upload_pb2.UploadFileResponse:
@@ -126,3 +165,61 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
     def DeleteFile(self, request: upload_pb2.DeleteFileRequest, context: grpc.ServicerContext
                    ) -> upload_pb2.File:
         return _file(self._service.delete(request.file_id))
+
+    def ListFiles(self, request: upload_pb2.ListFilesRequest, context: grpc.ServicerContext
+                  ) -> upload_pb2.ListFilesResponse:
+        page = _files_page(self._files, request)
+        return upload_pb2.ListFilesResponse(files=[_file_info(f) for f in page.files],
+                                            next_page_token=page.next_page_token)
+
+    def ListFilesJson(self, request: upload_pb2.ListFilesRequest, context: grpc.ServicerContext
+                      ) -> httpbody_pb2.HttpBody:
+        page = _files_page(self._files, request)
+        if page.next_page_token:  # the body stays a bare array, as /tasks and /movies
+            context.send_initial_metadata((("x-next-page-token", page.next_page_token),))
+        return json_body([file_json(f) for f in page.files])
+
+    def DescribeFile(self, request: upload_pb2.DescribeFileRequest,
+                     context: grpc.ServicerContext) -> upload_pb2.FileInfo:
+        return _file_info(self._files.describe(current_caller().user_id, request.file_id))
+
+    def DescribeFileJson(self, request: upload_pb2.DescribeFileRequest,
+                         context: grpc.ServicerContext) -> httpbody_pb2.HttpBody:
+        return json_body(file_json(self._files.describe(current_caller().user_id,
+                                                        request.file_id)))
+
+    def DownloadFile(self, request: upload_pb2.DownloadFileRequest,
+                     context: grpc.ServicerContext) -> Iterator[httpbody_pb2.HttpBody]:
+        file, chunks = self._files.download(current_caller().user_id, request.file_id)
+        context.send_initial_metadata(
+            ((CONTENT_DISPOSITION, content_disposition(file.original_name)),))
+        # Only the first message of a streamed HttpBody sets the response's content type.
+        content_type = "text/csv"
+        for chunk in chunks:
+            yield httpbody_pb2.HttpBody(content_type=content_type, data=chunk)
+            content_type = ""
+        if content_type:  # an empty file still answers with its type
+            yield httpbody_pb2.HttpBody(content_type=content_type)
+
+    def RemoveFile(self, request: upload_pb2.RemoveFileRequest, context: grpc.ServicerContext
+                   ) -> httpbody_pb2.HttpBody:
+        self._files.remove(current_caller().user_id, request.file_id)
+        set_http_status(context, 204)
+        return httpbody_pb2.HttpBody()
+
+    def StartOperation(self, request: upload_pb2.StartOperationRequest,
+                       context: grpc.ServicerContext) -> upload_pb2.OperationAccepted:
+        caller = current_caller()
+        task_id = self._files.start_operation(caller.user_id, caller.username, request.file_id,
+                                              spec_from_message(request.operation))
+        set_http_status(context, 202)
+        return upload_pb2.OperationAccepted(task_id=task_id, message=STARTED)
+
+    def StoreResult(self, request_iterator: Iterator[upload_pb2.StoreResultRequest],
+                    context: grpc.ServicerContext) -> upload_pb2.File:
+        first = next(request_iterator, None)
+        if first is None or not first.HasField("metadata"):
+            raise InvalidArgument("the first message must carry the result's metadata")
+        meta = first.metadata
+        chunks = (m.chunk for m in request_iterator if m.HasField("chunk"))
+        return _file(self._service.store_result(meta.task_id, meta.owner, meta.name, chunks))

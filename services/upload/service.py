@@ -7,15 +7,19 @@ import logging
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
 from services.common.errors import InvalidArgument, LimitReached, NotFound, TooLarge, Unavailable
 from services.common.ids import random_id
+from services.task.task_pages import Position
+from services.upload.csv_header import read_header
 from services.upload.hashing import BackgroundSha256
-from services.upload.records import UploadedFile
+from services.upload.records import RESULT, UploadedFile
 from services.upload.storage import Storage
+from services.worker.csv_source import CsvLimits
+from services.worker.operation_spec import OperationSpec
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,16 @@ class Files(Protocol):
     def add(self, file: UploadedFile) -> None: ...
     def get(self, file_id: str) -> UploadedFile | None: ...
     def mark_deleted(self, file_id: str) -> UploadedFile | None: ...
+    def set_task(self, file_id: str, task_id: str) -> None: ...
+
+    def list_for_owner(self, owner: str, *, limit: int, skip: int = 0,
+                       after: Position | None = None) -> list[UploadedFile]:
+        """The owner's uploads (not results), newest first (created_at, then id)."""
+        ...
+
+    def results_of(self, task_id: str) -> list[UploadedFile]:
+        """The stored results of an operation's task."""
+        ...
 
     def stored_bytes(self, owner: str) -> int:
         """The size of the user's files not deleted."""
@@ -54,6 +68,10 @@ class Tasks(Protocol):
         """The id of the file's new ingestion task, showing the owner's `username`, and
         importing as an administrator does when `by_admin`; LimitReached when the user has as
         many tasks as they may."""
+        ...
+
+    def create_operation(self, file: UploadedFile, spec: OperationSpec, username: str) -> str:
+        """The id of a new task running `spec` on the file; LimitReached as for create."""
         ...
 
 
@@ -80,7 +98,7 @@ class StorageQuota:
             f"this upload would pass your storage quota: your stored files take {stored} of the "
             f"{self.bytes_per_user} bytes one user may keep, so an upload may have {room} bytes "
             f"now; files are deleted {_duration(self.retention_seconds)} after their task ended "
-            "(there is no way to delete one yourself yet)")
+            "(DELETE /files/{file_id} deletes one now)")
 
 
 def _duration(seconds: int) -> str:
@@ -101,13 +119,14 @@ def display_name(client_name: str) -> str:
 
 class UploadService:
     def __init__(self, files: Files, storage: Storage, tasks: Tasks, max_bytes: int, *,
-                 slots: Slots, quota: StorageQuota) -> None:
+                 slots: Slots, quota: StorageQuota, csv_limits: CsvLimits) -> None:
         self._files = files
         self._storage = storage
         self._tasks = tasks
         self.max_bytes = max_bytes
         self._slots = slots
         self._quota = quota
+        self._csv_limits = csv_limits
 
     def upload(self, owner: str, filename: str, chunks: Iterable[bytes], *,
                username: str = "", by_admin: bool = False) -> StoredUpload:
@@ -123,9 +142,12 @@ class UploadService:
         with self._slots.hold(owner) as uploading:
             self._tasks.check_quota(owner, incoming=uploading)
             file = self._store(owner, filename, chunks, self._room(owner))
+            file = replace(file, header=read_header(
+                lambda: self._storage.read(file.file_path), self._csv_limits))
             self._files.add(file)
             self._keep_within_quota(file)
             task_id = self._start_task(file, username, by_admin)
+            self._files.set_task(file.id, task_id)
         log.info("file stored", extra={"file_id": file.id, "task_id": task_id, "owner": owner,
                                        "bytes": file.size_bytes})
         return StoredUpload(task_id, file.id, file.size_bytes, file.sha256)
@@ -137,8 +159,25 @@ class UploadService:
             raise self._quota.refusal(stored)
         return self._quota.bytes_per_user - stored
 
-    def _store(self, owner: str, filename: str, chunks: Iterable[bytes], room: int
-               ) -> UploadedFile:
+    def store_result(self, task_id: str, owner: str, name: str, chunks: Iterable[bytes]
+                     ) -> UploadedFile:
+        """Stores an operation's result for the task's owner, within their storage quota
+        (TooLarge otherwise, nothing kept). A result an earlier attempt of the task stored is
+        deleted first: a task has one result."""
+        if not (task_id and owner):
+            raise InvalidArgument("task_id and owner are required")
+        for earlier in self._files.results_of(task_id):
+            self.delete(earlier.id)
+        # Not held to MAX_UPLOAD_BYTES: a result may outgrow its file (UTF-8 from cp1252, a
+        # JSON entry per distinct value), and the quota bounds it.
+        file = replace(self._store(owner, name, chunks, self._room(owner), upload=False),
+                       kind=RESULT, task_id=task_id)
+        self._files.add(file)
+        self._keep_within_quota(file)
+        return file
+
+    def _store(self, owner: str, filename: str, chunks: Iterable[bytes], room: int, *,
+               upload: bool = True) -> UploadedFile:
         """Streams the bytes to storage, refusing them mid-stream once they pass the size
         limit or the user's `room`; nothing is kept of a refused or failed upload."""
         file_id = random_id()
@@ -149,13 +188,13 @@ class UploadService:
             with BackgroundSha256() as sha:
                 for chunk in chunks:
                     size += len(chunk)
-                    if size > self.max_bytes:
+                    if upload and size > self.max_bytes:
                         raise TooLarge(f"file is larger than the limit of {self.max_bytes} bytes")
                     if size > room:
                         raise self._quota.refusal(self._quota.bytes_per_user - room)
                     sha.update(chunk)
                     writer.write(chunk)
-                if size == 0:
+                if size == 0 and upload:
                     raise InvalidArgument("file is empty: upload a CSV with a header row")
                 sha256 = sha.hexdigest()
             writer.commit()

@@ -10,6 +10,7 @@ from marquee.task.v1 import task_pb2, task_pb2_grpc
 from services.common import jobs
 from services.common.errors import LimitReached, Unavailable
 from services.upload.records import UploadedFile
+from services.worker.operation_spec import OperationSpec, spec_message
 
 # A task service that is restarting is waited for (wait_for_ready), up to this long, rather
 # than failing the upload at once while its channel reconnects.
@@ -46,6 +47,19 @@ class TaskClient:
             ), timeout=TIMEOUT_SECONDS, wait_for_ready=True)
         except grpc.RpcError as exc:
             # The user reached the limit while the file streamed in (another upload's task).
+            if (limit := _limit_reached(exc)) is None:
+                raise
+            raise limit from None
+        return str(task.task_id)
+
+    def create_operation(self, file: UploadedFile, spec: OperationSpec, username: str) -> str:
+        try:
+            task = self._stub.CreateTask(task_pb2.CreateTaskRequest(
+                user=file.owner, username=username, kind=spec.operation, file_id=file.id,
+                file_path=file.file_path, original_name=file.original_name,
+                bytes_total=file.size_bytes, operation=spec_message(spec),
+            ), timeout=TIMEOUT_SECONDS, wait_for_ready=True)
+        except grpc.RpcError as exc:
             if (limit := _limit_reached(exc)) is None:
                 raise
             raise limit from None

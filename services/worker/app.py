@@ -21,6 +21,7 @@ from services.common.clients import internal_channel
 from services.common.settings import Settings
 from services.worker.csv_source import CsvLimits
 from services.worker.ingest import Clients, ingest_csv
+from services.worker.operation_job import OperationClients, run_operation
 from services.worker.recommend import RecommendClients, recommend
 
 settings = Settings.from_env()
@@ -71,6 +72,38 @@ def recommend_job(task_id: str) -> str:
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     return recommend(_recommend_clients(os.getpid()), task_id, worker_id,
                      settings.recommendations_min_votes)
+
+
+@functools.cache
+def _operation_clients(pid: int) -> OperationClients:
+    del pid  # per process, as _clients
+    return OperationClients(
+        tasks=task_pb2_grpc.TaskServiceStub(internal_channel(settings, "task")),
+        uploads=upload_pb2_grpc.UploadServiceStub(internal_channel(settings, "upload")),
+    )
+
+
+def _operation(task_id: str) -> str:
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return run_operation(_operation_clients(os.getpid()), task_id, worker_id, csv_limits,
+                         settings.csv_ops_spill_dir)
+
+
+# One job per operation kind (each refuses a task of a kind that is not an operation); they
+# share the code, which reads the operation from the task.
+@app.task(name=jobs.job_name(jobs.DEDUPE))
+def dedupe_job(task_id: str) -> str:
+    return _operation(task_id)
+
+
+@app.task(name=jobs.job_name(jobs.UNIQUE))
+def unique_job(task_id: str) -> str:
+    return _operation(task_id)
+
+
+@app.task(name=jobs.job_name(jobs.FILTER))
+def filter_job(task_id: str) -> str:
+    return _operation(task_id)
 
 
 @worker_ready.connect

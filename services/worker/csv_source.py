@@ -253,13 +253,26 @@ class CsvLines:
         return self._quotes % 2 == 0
 
 
-def records(stream: ByteStream, whole_file_is_utf8: Callable[[], bool], limits: CsvLimits
-            ) -> Iterator[Record]:
-    """Each non-blank record, the header first. A header over a bound rejects the file; a later
-    record over its bound comes rejected, unread, and reading goes on at the next line."""
+class Dialect(NamedTuple):
+    """How a file's text is written, as detected from its first bytes (and, for UTF-8, all of
+    them)."""
+
+    encoding: str
+    delimiter: str
+
+
+def detect_dialect(stream: ByteStream, whole_file_is_utf8: Callable[[], bool]) -> Dialect:
     sample = stream.peek_sample()
     encoding = choose_encoding(sample, whole_file_is_utf8)
-    delimiter = sniff_delimiter(_first_line(sample, encoding))
+    return Dialect(encoding, sniff_delimiter(_first_line(sample, encoding)))
+
+
+def records(stream: ByteStream, whole_file_is_utf8: Callable[[], bool], limits: CsvLimits,
+            dialect: Dialect | None = None) -> Iterator[Record]:
+    """Each non-blank record, the header first. A header over a bound rejects the file; a later
+    record over its bound comes rejected, unread, and reading goes on at the next line. A
+    caller that detected the dialect already passes it."""
+    encoding, delimiter = dialect or detect_dialect(stream, whole_file_is_utf8)
     text = io.TextIOWrapper(io.BufferedReader(stream, 1 << 16), encoding=encoding,
                             errors="strict", newline="")
     lines = CsvLines(text, limits.max_header_chars)

@@ -128,11 +128,16 @@ def natural_key(movie_id: str, title: str, release: datetime | None) -> str:
     return "t-" + digest[:24]
 
 
+def field_count_reason(fields: int, columns: int) -> str:
+    """Why a row whose field count is not the header's is rejected (imports and operations)."""
+    return (f"row has {fields} fields but the header has {columns}: check for unquoted commas "
+            "or a broken quote")
+
+
 def parse_row(header: Header, values: list[str]) -> dict[str, Any]:
     """One CSV row as a movie dict for the catalog. Raises RowRejected."""
     if len(values) != len(header.names):
-        raise RowRejected(f"row has {len(values)} fields but the header has "
-                          f"{len(header.names)}: check for unquoted commas or a broken quote")
+        raise RowRejected(field_count_reason(len(values), len(header.names)))
     row = {name: value.strip() for name, value in zip(header.names, values, strict=True) if name}
     title = row.get("title", "")
     if not title:

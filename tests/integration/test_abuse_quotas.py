@@ -305,8 +305,8 @@ def test_a_user_at_the_storage_quota_gets_413_until_their_files_expire(
         assert refused.value.details() == (  # type: ignore[attr-defined]
             f"this upload would pass your storage quota: your stored files take {24 * MIB} of "
             f"the {quota} bytes one user may keep, so an upload may have {quota - 24 * MIB} "
-            f"bytes now; files are deleted {retention} seconds after their task ended (there "
-            "is no way to delete one yourself yet)")
+            f"bytes now; files are deleted {retention} seconds after their task ended "
+            "(DELETE /files/{file_id} deletes one now)")
         last = api.upload_ok(attacker, _junk(quota - 24 * MIB), "junk-last.csv")  # to the byte
         r = api.upload(attacker, b"id,title\n1,Heat\n")
         assert r.status_code == 413, r.text

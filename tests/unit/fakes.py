@@ -21,10 +21,10 @@ from services.common.tokens import ADMIN_ROLE, USER_ROLE, Caller
 from services.ratings.rating_pages import Position as RatingPosition
 from services.ratings.records import DOWNVOTE, UPVOTE, Delta, Rating, VoteCounts
 from services.recommendations.records import Run
-from services.task.records import ACTIVE, NewTask, Progress, RejectedRow, Task
+from services.task.records import ACTIVE, NewTask, Progress, RejectedRow, Task, TaskResult
 from services.task.repository import SAMPLE_SIZE
 from services.task.task_pages import Position, position_of
-from services.upload.records import UploadedFile
+from services.upload.records import RESULT, UploadedFile
 from services.upload.storage import Writer
 
 
@@ -264,13 +264,14 @@ class FakeTasks:
             rejected_sample=(*task.rejected_sample, *rejected)[:SAMPLE_SIZE]))
 
     def finish(self, task_id: str, worker_id: str, status: str, progress: Progress | None,
-               rejected: list[RejectedRow], error: str, keep_rejections: int) -> Task | None:
+               rejected: list[RejectedRow], error: str, keep_rejections: int,
+               result: TaskResult | None = None) -> Task | None:
         self._add_rejections(task_id, rejected, keep_rejections)
         task, t = self._held(task_id, worker_id), self._clock()
         if task is None:
             return None
         return self._save(replace(
-            task, status=status, error=error, updated_at=t, finished_at=t,
+            task, status=status, error=error, updated_at=t, finished_at=t, result=result,
             progress=task.progress if progress is None else progress,
             lease_worker=None, lease_expires_at=None,
             rejected_sample=(*task.rejected_sample, *rejected)[:SAMPLE_SIZE]))
@@ -308,6 +309,9 @@ class FakeTasks:
         return [task for task in self._tasks.values() if not task.file_deleted
                 and task.finished_at is not None and task.finished_at < before][:limit]
 
+    def file_in_use(self, file_id: str) -> bool:
+        return any(t.file_id == file_id and t.status in ACTIVE for t in self._tasks.values())
+
     def mark_file_deleted(self, task_id: str) -> None:
         self._save(replace(self._tasks[task_id], file_deleted=True, updated_at=self._clock()))
 
@@ -342,6 +346,23 @@ class FakeFiles:
     def stored_bytes(self, owner: str) -> int:
         return sum(f.size_bytes for f in self.files.values()
                    if f.owner == owner and not f.deleted)
+
+    def set_task(self, file_id: str, task_id: str) -> None:
+        self.files[file_id] = replace(self.files[file_id], task_id=task_id)
+
+    def list_for_owner(self, owner: str, *, limit: int, skip: int = 0,
+                       after: Position | None = None) -> list[UploadedFile]:
+        def order(f: UploadedFile) -> tuple[datetime, str]:
+            return (f.created_at, f.id)
+
+        mine = [f for f in self.files.values() if f.owner == owner and f.kind != RESULT and (
+            after is None or order(f) < (after.created_at, after.task_id))]
+        mine.sort(key=order, reverse=True)
+        return mine[skip : skip + limit]
+
+    def results_of(self, task_id: str) -> list[UploadedFile]:
+        return [f for f in self.files.values()
+                if f.task_id == task_id and f.kind == RESULT and not f.deleted]
 
 
 @dataclass

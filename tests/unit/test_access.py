@@ -36,7 +36,7 @@ def test_internal_methods_are_the_ones_only_services_call() -> None:
     internal = {m.full_name for m in _every_method() if declared_access(m) is Access.INTERNAL}
     assert internal == {
         "marquee.upload.v1.UploadService.GetFile", "marquee.upload.v1.UploadService.ReadFile",
-        "marquee.upload.v1.UploadService.DeleteFile",
+        "marquee.upload.v1.UploadService.DeleteFile", "marquee.upload.v1.UploadService.StoreResult",
         "marquee.task.v1.TaskService.CreateTask", "marquee.task.v1.TaskService.ClaimTask",
         "marquee.task.v1.TaskService.ReportProgress", "marquee.task.v1.TaskService.FinishTask",
         "marquee.task.v1.TaskService.CheckTaskQuota",

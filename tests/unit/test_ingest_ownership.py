@@ -127,7 +127,8 @@ class World:
                                   ALICE)
         self.catalog_stub = _Catalog(CatalogServicer(self.catalog))
         self.clients = Clients(
-            tasks=_Tasks(TaskServicer(self.tasks, StreamSlots(per_user=1, total=1))),  # type: ignore[arg-type]
+            tasks=_Tasks(TaskServicer(self.tasks, StreamSlots(per_user=1, total=1),  # type: ignore[arg-type]
+                                      lambda file_id: iter(()))),
             uploads=_Uploads(), catalog=self.catalog_stub)  # type: ignore[arg-type]
 
     def ingest(self, user_id: str, username: str, by_admin: bool = False) -> Task:

@@ -17,8 +17,9 @@ def test_each_kind_has_its_job() -> None:
 
 
 def test_an_unknown_kind_has_no_job() -> None:
-    with pytest.raises(jobs.UnknownKind, match="kind 'dedupe_csv'; known kinds: ingest_csv"):
-        jobs.job_name("dedupe_csv")
+    with pytest.raises(jobs.UnknownKind, match="kind 'sort_csv'; known kinds: dedupe, filter, "
+                                               "ingest_csv, recommend, unique"):
+        jobs.job_name("sort_csv")
 
 
 class _Tasks:

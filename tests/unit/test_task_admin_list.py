@@ -100,7 +100,7 @@ def test_filters_out_of_bounds_are_refused_by_name(service: TaskService,
 
 
 def test_each_task_shows_its_owners_id_and_name(service: TaskService, tasks: list[Task]) -> None:
-    servicer = TaskServicer(service, StreamSlots(per_user=1, total=1))
+    servicer = TaskServicer(service, StreamSlots(per_user=1, total=1), lambda file_id: iter(()))
     answer = servicer.ListAllTasks(task_pb2.ListAllTasksRequest(user_id="u3"), None)  # type: ignore[arg-type]
     assert {(t.user_id, t.user) for t in answer.tasks} == {("u3", "carol")}
     assert answer.next_page_token == ""

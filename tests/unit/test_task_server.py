@@ -88,7 +88,8 @@ def server() -> Iterator[Server]:
         futures.ThreadPoolExecutor(max_workers=OTHER_CALL_THREADS + slots.total),
         interceptors=[AccessInterceptor(policy(registry.spec("task").descriptors()),
                                         _Tokens(), KEY, no_admins)])  # type: ignore[arg-type]
-    task_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(service, slots), grpc_server)
+    servicer = TaskServicer(service, slots, lambda file_id: iter(()))
+    task_pb2_grpc.add_TaskServiceServicer_to_server(servicer, grpc_server)
     port = grpc_server.add_insecure_port("127.0.0.1:0")
     grpc_server.start()
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:

@@ -8,6 +8,7 @@ import hashlib
 import itertools
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -21,6 +22,8 @@ from services.common.errors import (
 from services.upload.records import UploadedFile
 from services.upload.service import StorageQuota, UploadService
 from services.upload.upload_slots import UploadSlots
+from services.worker.csv_source import CsvLimits
+from services.worker.operation_spec import OperationSpec
 from tests.unit.fakes import Clock, FakeFiles, FakeSlotStore, FakeStorage
 
 LIMIT = 100
@@ -30,6 +33,7 @@ PENDING = 4
 LEASE = 30
 RETENTION = 7 * 86400
 CSV = b"id,title\n1,Heat\n2,Ran\n"
+CSV_LIMITS = CsvLimits(max_row_chars=1 << 20, max_header_chars=1 << 16, max_columns=256)
 
 
 class Uploads:
@@ -47,7 +51,8 @@ class Uploads:
         self.active_tasks: Counter[str] = Counter()
         self.task_service_down = False
         self.service = UploadService(self.files, self.storage, self, LIMIT, slots=self.slots,
-                                     quota=StorageQuota(QUOTA, RETENTION))
+                                     quota=StorageQuota(QUOTA, RETENTION),
+                                     csv_limits=CSV_LIMITS)
 
     def replica(self) -> UploadSlots:
         """Slots as one more upload service process sees them (the same records)."""
@@ -67,6 +72,9 @@ class Uploads:
         self.active_tasks[file.owner] += 1
         self.task_requests.append((file, username, by_admin))
         return f"task-{len(self.task_requests)}"
+
+    def create_operation(self, file: UploadedFile, spec: OperationSpec, username: str) -> str:
+        raise AssertionError("uploads start no operations")
 
     def assert_nothing_kept(self) -> None:
         assert self.storage.files == {}
@@ -96,7 +104,8 @@ def test_an_upload_is_stored_recorded_and_handed_to_the_task_service(uploads: Up
     assert not file.deleted
     assert uploads.storage.files[file.file_path] == CSV
     assert file.file_path == f"{stored.file_id}.csv"  # a generated name, not the client's
-    assert uploads.task_requests == [(file, "alice", False)]
+    assert file.task_id == stored.task_id and file.header.columns == ("id", "title")
+    assert uploads.task_requests == [(replace(file, task_id=""), "alice", False)]
 
 
 def test_an_administrators_upload_is_imported_as_an_administrators(uploads: Uploads) -> None:
@@ -205,7 +214,7 @@ def test_uploads_fill_the_storage_quota_and_the_next_is_refused_before_it_is_rea
     assert str(refused.value) == (
         f"this upload would pass your storage quota: your stored files take {QUOTA} of the "
         f"{QUOTA} bytes one user may keep, so an upload may have 0 bytes now; files are deleted "
-        "7 days after their task ended (there is no way to delete one yourself yet)")
+        "7 days after their task ended (DELETE /files/{file_id} deletes one now)")
     assert uploads.storage.files == kept and len(uploads.task_requests) == 3
     assert uploads.slot_store.slots == {}
     # Another user's quota is their own.

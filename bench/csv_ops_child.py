@@ -1,0 +1,101 @@
+"""One measured run of a CSV operation, in a process of its own so that its peak memory is its
+own: `python -m bench.csv_ops_child marquee|pandas dedupe|unique|filter FILE`. Prints one JSON
+object: seconds, peak_mb (ru_maxrss), rows_in, rows_out (dedupe, filter) or distinct (unique).
+The result is written to /dev/null, as a download would be consumed."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+# What every run asks: the bench's files are TMDB rows (csv_ops.py writes them).
+UNIQUE_COLUMN = "original_language"
+FILTER_COLUMN, FILTER_AT_LEAST = "vote_average", "7.5"
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            yield chunk
+
+
+def marquee(operation: str, path: Path) -> dict[str, Any]:
+    """The worker's own code: the reader, the operation and its spills, the result's bytes."""
+    from services.worker.csv_operations import Dedupe, Filter, UniqueValues
+    from services.worker.csv_source import (
+        ByteStream,
+        CsvLimits,
+        detect_dialect,
+        is_utf8,
+        records,
+    )
+    from services.worker.operation_spec import Condition, OperationSpec, plan
+
+    limits = CsvLimits(max_row_chars=1 << 20, max_header_chars=1 << 16, max_columns=256)
+    stream = ByteStream(_chunks(path))
+    rows = records(stream, limits=limits,
+                   dialect=detect_dialect(stream, lambda: is_utf8(_chunks(path))),
+                   whole_file_is_utf8=lambda: True)
+    header = next(rows).fields
+    spec = {"dedupe": OperationSpec("dedupe"),
+            "unique": OperationSpec("unique", column=UNIQUE_COLUMN),
+            "filter": OperationSpec("filter", conditions=(
+                Condition(FILTER_COLUMN, "gte", FILTER_AT_LEAST),))}[operation]
+    checked = plan(spec, header)
+    size = path.stat().st_size
+    rows_in = 0
+    with tempfile.TemporaryDirectory() as spill, open("/dev/null", "wb") as sink:
+        op: Dedupe | UniqueValues | Filter
+        if operation == "dedupe":
+            op = Dedupe(checked, size, Path(spill))
+        elif operation == "unique":
+            op = UniqueValues(checked, UNIQUE_COLUMN, size, Path(spill))
+        else:
+            op = Filter(checked, Path(spill))
+        for record in rows:
+            rows_in += 1
+            if not record.rejected and len(record.fields) == len(header):
+                op.add(record.fields)
+        for chunk in op.result(header, lambda: None):
+            sink.write(chunk)
+    return {"rows_in": rows_in, "rows_out": op.tally.rows_out, "distinct": op.tally.distinct}
+
+
+def pandas(operation: str, path: Path) -> dict[str, Any]:
+    """What a user would do instead: every value as text, as read (no NaN guessing)."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if operation == "dedupe":
+        out = frame.drop_duplicates()
+        out.to_csv("/dev/null", index=False)
+        return {"rows_in": len(frame), "rows_out": len(out)}
+    if operation == "unique":
+        counts = frame[UNIQUE_COLUMN].value_counts()
+        with open("/dev/null", "w") as sink:
+            json.dump({"values": [{"value": v, "count": int(n)} for v, n in counts.items()]},
+                      sink)
+        return {"rows_in": len(frame), "distinct": len(counts)}
+    numbers = pd.to_numeric(frame[FILTER_COLUMN], errors="coerce")
+    out = frame[numbers >= float(FILTER_AT_LEAST)]
+    out.to_csv("/dev/null", index=False)
+    return {"rows_in": len(frame), "rows_out": len(out)}
+
+
+def main() -> None:
+    tool, operation, path = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    started = time.perf_counter()
+    counts = {"marquee": marquee, "pandas": pandas}[tool](operation, path)
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": round(seconds, 3), "peak_mb": round(peak_mb, 1), **counts}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""The operation jobs (dedupe, unique, filter): claim the task, stream the file from the upload
+service through the same reader as imports, run the operation (services/worker/csv_operations.py)
+with its spill files in a temporary directory, store the result with the upload service (under
+the owner's quota) and finish the task with its counts.
+
+Malformed rows (a field count other than the header's, a row over CSV_MAX_ROW_CHARS) are never
+in a result: each is counted in rows_rejected and listed with its line and reason, as an
+import's are. A crash or redelivery runs the operation again from the start: the result is
+written only at the end, and storing it replaces what an earlier attempt stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from marquee.task.v1 import task_pb2, task_pb2_grpc
+from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
+from services.common import jobs
+from services.common.errors import InvalidArgument
+from services.worker.csv_operations import TICK_EVERY, Dedupe, Filter, Tally, UniqueValues
+from services.worker.csv_source import ByteStream, CsvLimits, detect_dialect, is_utf8, records
+from services.worker.ingest import TRANSIENT, Cancelled, _raw
+from services.worker.movie_rows import FileRejected, field_count_reason
+from services.worker.operation_spec import DEDUPE, UNIQUE, plan, spec_from_message
+
+log = logging.getLogger(__name__)
+
+REPORT_SECONDS = 1.0
+# Rejected rows sent in one report at most: a report is one message (the task service takes
+# 16 MiB), and each row shows at most MAX_RAW characters.
+MAX_ROWS_PER_REPORT = 1000
+
+Operation = Dedupe | UniqueValues | Filter
+
+
+@dataclass
+class OperationClients:
+    tasks: task_pb2_grpc.TaskServiceStub
+    uploads: upload_pb2_grpc.UploadServiceStub
+
+
+class ResultRefused(Exception):
+    """The upload service would not store the result (the owner's quota): the task fails."""
+
+
+class OperationRun:
+    """One attempt: the counts so far, reported at least every REPORT_SECONDS, which renews the
+    lease and tells whether the user cancelled."""
+
+    def __init__(self, clients: OperationClients, task_id: str, worker_id: str) -> None:
+        self._clients = clients
+        self._task_id = task_id
+        self._worker_id = worker_id
+        self.progress = task_pb2.Progress()
+        self.unreported: list[task_pb2.RejectedRow] = []
+        self.cancelled = False
+        self._last_report = time.monotonic()
+
+    def tick(self, tally: Tally | None = None) -> None:
+        if tally is not None:
+            self.progress.rows_out = tally.rows_out
+            self.progress.duplicates = tally.duplicates
+            self.progress.distinct = tally.distinct
+        if time.monotonic() - self._last_report >= REPORT_SECONDS \
+                or len(self.unreported) >= MAX_ROWS_PER_REPORT:
+            self.report()
+
+    def report(self) -> None:
+        response = self._clients.tasks.ReportProgress(task_pb2.ReportProgressRequest(
+            task_id=self._task_id, worker_id=self._worker_id, progress=self.progress,
+            rejected=self.unreported[:MAX_ROWS_PER_REPORT]), timeout=30)
+        del self.unreported[:MAX_ROWS_PER_REPORT]
+        self._last_report = time.monotonic()
+        if response.cancel_requested:
+            self.cancelled = True
+            raise Cancelled()
+
+    def execute(self, file: upload_pb2.File, operation_message: task_pb2.Operation,
+                limits: CsvLimits, spill_dir: Path) -> upload_pb2.File:
+        """Reads the file, runs the operation and stores its result; the stored result."""
+        def chunks() -> Iterator[bytes]:
+            for response in self._clients.uploads.ReadFile(
+                    upload_pb2.ReadFileRequest(file_id=file.file_id)):
+                yield response.chunk
+
+        stream = ByteStream(chunks())
+        dialect = detect_dialect(stream, lambda: is_utf8(chunks()))
+        rows = records(stream, lambda: True, limits, dialect)
+        header = next(rows, None)
+        if header is None:
+            raise FileRejected("the file has only blank lines: it has no header")
+        spec = spec_from_message(operation_message)
+        checked = plan(spec, header.fields)
+        operation: Operation
+        if checked.operation == DEDUPE:
+            operation = Dedupe(checked, file.size_bytes, spill_dir)
+        elif checked.operation == UNIQUE:
+            operation = UniqueValues(checked, header.fields[checked.column], file.size_bytes,
+                                     spill_dir)
+        else:
+            operation = Filter(checked, spill_dir)
+        self._read(rows, len(header.fields), operation, stream)
+        self.progress.bytes_processed = file.size_bytes
+        self.tick(operation.tally)
+        stored = self._store(file, operation.result(header.fields,
+                                                    lambda: self.tick(operation.tally)))
+        self.tick(operation.tally)
+        return stored
+
+    def _read(self, rows: Iterator, columns: int, operation: Operation, stream: ByteStream
+              ) -> None:
+        progress, add = self.progress, operation.add
+        for record in rows:
+            progress.rows_read += 1
+            if record.rejected or len(record.fields) != columns:
+                progress.rows_rejected += 1
+                self.unreported.append(task_pb2.RejectedRow(
+                    line=record.line, raw=_raw(record),
+                    reason=record.rejected or field_count_reason(len(record.fields), columns)))
+                if len(self.unreported) >= MAX_ROWS_PER_REPORT:
+                    self.tick(operation.tally)
+            else:
+                add(record.fields)
+            if progress.rows_read % TICK_EVERY == 0:
+                progress.bytes_processed = stream.consumed
+                self.tick(operation.tally)
+
+    def _store(self, file: upload_pb2.File, data: Iterator[bytes]) -> upload_pb2.File:
+        def requests() -> Iterator[upload_pb2.StoreResultRequest]:
+            yield upload_pb2.StoreResultRequest(metadata=upload_pb2.ResultMetadata(
+                task_id=self._task_id, owner=file.owner, name=file.original_name))
+            for chunk in data:
+                yield upload_pb2.StoreResultRequest(chunk=chunk)
+
+        try:
+            return self._clients.uploads.StoreResult(requests(), timeout=3600)
+        except grpc.RpcError as exc:
+            if self.cancelled:  # the request stream stopped at the cancel
+                raise Cancelled() from None
+            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise ResultRefused(f"the result could not be stored: {exc.details()}") from None
+            raise
+
+
+def run_operation(clients: OperationClients, task_id: str, worker_id: str, limits: CsvLimits,
+                  spill_root: str, max_attempts: int = 5) -> str:
+    """Runs the job for one task; returns the status it ended with ('skipped' when another
+    worker holds the task or it already ended). Transient errors are retried with backoff,
+    each attempt from the start."""
+    last_error = ""
+    for attempt in range(1, max_attempts + 1):
+        try:
+            return _attempt(clients, task_id, worker_id, limits, spill_root)
+        except grpc.RpcError as exc:
+            if exc.code() not in TRANSIENT:
+                raise
+            last_error = exc.details() or exc.code().name
+            delay = min(30.0, 2.0 ** attempt)
+            log.warning("transient error; running the operation again",
+                        extra={"task_id": task_id, "error": last_error, "retry_in": delay})
+            time.sleep(delay)
+    clients.tasks.FinishTask(task_pb2.FinishTaskRequest(
+        task_id=task_id, worker_id=worker_id, status="failed",
+        error=f"gave up after {max_attempts} attempts; last error: {last_error}"), timeout=30)
+    return "failed"
+
+
+def _attempt(clients: OperationClients, task_id: str, worker_id: str, limits: CsvLimits,
+             spill_root: str) -> str:
+    try:
+        claim = clients.tasks.ClaimTask(
+            task_pb2.ClaimTaskRequest(task_id=task_id, worker_id=worker_id), timeout=30)
+    except grpc.RpcError as exc:
+        if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+            log.info("task skipped", extra={"task_id": task_id, "reason": exc.details()})
+            return "skipped"
+        raise
+    run = OperationRun(clients, task_id, worker_id)
+    status, error, stored = "done", "", None
+    try:
+        if claim.task.kind not in jobs.OPERATION_KINDS:
+            raise InvalidArgument(f"the operation job cannot run a task of kind "
+                                  f"{claim.task.kind!r}")
+        file = clients.uploads.GetFile(upload_pb2.GetFileRequest(file_id=claim.task.file_id),
+                                       timeout=30)
+        if file.deleted:
+            raise FileRejected("the file was deleted before the operation could read it")
+        log.info("operation started", extra={"task_id": task_id, "kind": claim.task.kind,
+                                             "bytes": file.size_bytes})
+        with tempfile.TemporaryDirectory(prefix="marquee-op-", dir=spill_root or None) as spill:
+            stored = run.execute(file, claim.task.operation, limits, Path(spill))
+    except (FileRejected, InvalidArgument, ResultRefused) as exc:
+        status, error = "failed", str(exc)
+    except Cancelled:
+        status = "cancelled"
+    except grpc.RpcError as exc:
+        if exc.code() in TRANSIENT:
+            raise
+        status, error = "failed", f"operation failed: {exc.details()}"
+    finish = task_pb2.FinishTaskRequest(
+        task_id=task_id, worker_id=worker_id, status=status, progress=run.progress,
+        rejected=run.unreported, error=error)
+    if stored is not None:
+        finish.result_file_id = stored.file_id
+        finish.result_size_bytes = stored.size_bytes
+        finish.result_content_type = _content_type(claim.task.kind)
+    clients.tasks.FinishTask(finish, timeout=30)
+    log.info("operation ended", extra={"task_id": task_id, "status": status, "error": error})
+    return status
+
+
+def _content_type(kind: str) -> str:
+    return UniqueValues.content_type if kind == jobs.UNIQUE else Dedupe.content_type
