@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 GEN := build/gen
 PROTOS := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: install generate run test unit integration lint bench bench-quick clean
+.PHONY: install generate browser run test unit integration lint bench bench-quick clean
 
 install: $(VENV)/.installed
 generate: $(GEN)/.stamp
@@ -16,20 +16,28 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# Python stubs and the descriptor set Envoy transcodes with, into a git-ignored directory
-# (protos/generate.sh, as the Dockerfile does); a .pth file puts them on the venv's import path.
-$(GEN)/.stamp: $(PROTOS) protos/generate.sh $(VENV)/.installed
+# Python stubs, the descriptor set Envoy transcodes with, and the OpenAPI document and Swagger UI
+# files Envoy serves, into a git-ignored directory (protos/generate.sh, as the Dockerfile does);
+# a .pth file puts the stubs on the venv's import path.
+$(GEN)/.stamp: $(PROTOS) protos/generate.sh gateway/openapi.py gateway/docs_site.py \
+		$(VENV)/.installed
 	PYTHON=$(PY) sh protos/generate.sh $(GEN)
 	echo "$(abspath $(GEN))" > \
 		$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/marquee-generated.pth
 	touch $@
+
+# Debian's Chromium, for the browser test of /docs (tests/integration/test_docs_browser.py):
+# Playwright's own browser download is not reachable here. apt needs root; .ci/run runs this.
+browser:
+	@test -x /usr/bin/chromium || { apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
 run: generate
 	$(PY) -m devstack
 
 lint: generate
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy services devstack gateway tests $(wildcard bench)
+	$(VENV)/bin/mypy services devstack gateway marquee_cli tests $(wildcard bench)
 
 # The fast tier alone: pure logic and the use cases against in-memory repositories (seconds).
 unit: generate

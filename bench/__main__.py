@@ -27,7 +27,7 @@ from typing import Any
 import requests
 from pymongo import MongoClient
 
-from bench import auth, ingest, machine, recommend, report, votes
+from bench import auth, csv_ops, ingest, machine, recommend, report, votes
 from bench.datagen import write_csv
 from bench.memory import cpu_seconds, peaks_mb, reset_peaks
 from bench.reads import Budget, Reader
@@ -46,7 +46,7 @@ MIB = 2**20
 ID_BASES = {10_000: 100_000_000, 100_000: 200_000_000, 1_000_000: 300_000_000}
 UPLOAD_ID_BASE = 900_000_000
 SCALE_ID_BASE = 1_000_000_000
-PARTS = ("ingest", "reads", "recommend", "votes", "upload", "scale", "auth")
+PARTS = ("ingest", "reads", "recommend", "votes", "upload", "scale", "auth", "csvops")
 # Cached GET /recommendations: requests per concurrency level, within this many seconds.
 RECOMMEND_BUDGET = Budget(500, 20, 60)
 
@@ -61,14 +61,18 @@ class Tier:
     # Files of at least these sizes ingested to done for the memory-flatness figures, through
     # REST; the largest also through native gRPC.
     scale_bytes: tuple[int, ...] = ()
+    # Files of these sizes for the CSV operations against pandas and the shell (csvops).
+    csvops_bytes: tuple[int, ...] = (10 * MIB, 100 * MIB)
 
 
 TIERS = {
     "quick": Tier((10_000, 100_000), 100 * MIB, 3, Budget(200, 6, 20), 20_000),
     "full": Tier((10_000, 100_000, 1_000_000), 1024 * MIB, 2, Budget(200, 10, 60), 100_000,
-                 scale_bytes=(10 * MIB, 100 * MIB, 1024 * MIB)),
+                 scale_bytes=(10 * MIB, 100 * MIB, 1024 * MIB),
+                 csvops_bytes=(10 * MIB, 100 * MIB, 1024 * MIB)),
     # A minute-long run of every code path, for working on the benchmark itself.
-    "smoke": Tier((2_000,), 8 * MIB, 1, Budget(20, 2, 5), 1_000, scale_bytes=(MIB, 2 * MIB)),
+    "smoke": Tier((2_000,), 8 * MIB, 1, Budget(20, 2, 5), 1_000, scale_bytes=(MIB, 2 * MIB),
+                  csvops_bytes=(MIB,)),
 }
 
 _start = time.monotonic()
@@ -263,10 +267,16 @@ def run(tier_name: str, tier: Tier, parts: set[str], keep: bool, results: dict[s
                    "worker_concurrency": 1, "mb": "MiB (2^20 bytes)",
                    "scale_bytes": list(tier.scale_bytes), "parts": sorted(parts)},
         "ingest": [], "upload": [], "reads": [], "recommend": [], "votes": [], "scale": [],
-        "auth": {},
+        "auth": {}, "csvops": [],
     })
     ok = False
     try:
+        if "csvops" in parts:  # no stack: the worker's code against pandas and the shell
+            results["csvops"] = csv_ops.measure(list(tier.csvops_bytes), work, log)
+        if not parts - {"csvops"}:
+            ok = True
+            results["complete"] = True
+            return
         with running_stack(work) as stack:
             log("stack ready")
             api = Api(stack.gateway_url)

@@ -47,7 +47,8 @@ def main() -> None:
     port = free_port()
     with tempfile.TemporaryDirectory() as data:
         server = subprocess.Popen([binaries.secantusd(), "--host", "127.0.0.1", "--port",
-                                   str(port), "--storage-path", data, "--log-level", "WARNING"])
+                                   str(port), "--storage-path", data, "--log-level", "WARNING",
+                                   "--standalone"])
         client: MongoClient = MongoClient(f"mongodb://127.0.0.1:{port}/?directConnection=true",
                                           serverSelectionTimeoutMS=30000)
         try:

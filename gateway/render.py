@@ -1,5 +1,7 @@
 """Renders the Envoy config from `envoy.yaml.tmpl`: `python -m gateway.render OUT`.
 
+The API's documentation (gateway.docs_site: /openapi.json, Swagger UI at /docs) is served by
+Envoy itself from the files protos/generate.sh writes beside the descriptor set, without a token.
 The services, their clusters, routes and timeouts come from the registry
 (services.common.registry); which methods need no token (public) and which the gateway hides
 (internal) come from each method's declared access in the protos, and so do the rate limits:
@@ -21,6 +23,7 @@ from string import Template
 from google.api import annotations_pb2
 from google.protobuf.descriptor import MethodDescriptor
 
+from gateway import docs_site
 from services.common import registry
 from services.common.access import Access, declared_access, method_path
 from services.common.registry import ServiceSpec
@@ -156,6 +159,23 @@ def _admin_paths(methods: list[_Method]) -> str:
     return f"{{or_rules: {{rules: [{rules}]}}}}"
 
 
+def _doc_routes(settings: Settings) -> str:
+    """A direct_response for each documentation file, read from the directory of the
+    descriptor set, where protos/generate.sh writes them."""
+    generated = settings.descriptor_set.parent
+    return "\n".join(
+        f"""              - match: {{path: "{f.url}"}}
+                direct_response:
+                  status: 200
+                  body: {{filename: "{generated / f.file}"}}
+                response_headers_to_add:
+                - header: {{key: content-type, value: "{f.content_type}"}}
+                  append_action: OVERWRITE_IF_EXISTS_OR_ADD"""
+        for f in docs_site.FILES) + f"""
+              - match: {{path: "{docs_site.PAGE}/"}}
+                redirect: {{path_redirect: "{docs_site.PAGE}"}}"""
+
+
 def render(settings: Settings) -> str:
     listen_host, listen_port = settings.gateway_host, settings.gateway_port
     self_host = "127.0.0.1" if listen_host in ("0.0.0.0", "::") else listen_host
@@ -165,6 +185,9 @@ def render(settings: Settings) -> str:
                 direct_response: {{status: 404}}"""
         for m in methods if m.access is Access.INTERNAL
     )
+    docs = "\n".join(
+        f"""              - match: {{path: "{url}"}}  # documentation"""
+        for url in (*(f.url for f in docs_site.FILES), f"{docs_site.PAGE}/"))
     public = "\n".join(
         f"""              - match: {{path: "{m.path}"}}"""
         for m in methods if m.access is Access.PUBLIC
@@ -210,6 +233,8 @@ def render(settings: Settings) -> str:
         USER_RATE_LIMIT=settings.gateway_user_rate_limit,
         USER_RATE_WINDOW=settings.gateway_user_rate_window_seconds,
         RATE_LIMIT_MAX_KEYS=settings.gateway_rate_limit_max_keys,
+        DOC_ROUTES=_doc_routes(settings),
+        DOC_PATHS=docs,
         INTERNAL_ROUTES=internal,
         SERVICE_ROUTES=_routes(settings, methods),
         PUBLIC_METHODS=public,

@@ -23,6 +23,7 @@ import pytest
 import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from gateway import docs_site
 from services.common import registry
 from tests.unit.tree import walk
 
@@ -387,6 +388,11 @@ def test_gateway_config_hand_off() -> None:
     shared = str(Path(descriptor).parent)
     command = _command_text(config)
     assert f"cp /app/build/gen/marquee.pb {descriptor}" in command
+    # Envoy reads the documentation's files beside the descriptor set (gateway/docs_site.py).
+    copied = re.search(r"cp -r ((?:/app/build/gen/\S+ )+)(\S+)", command)
+    assert copied and copied.group(2).rstrip("/") == shared
+    assert {f.file.split("/")[0] for f in docs_site.FILES} == \
+        {Path(p).name for p in copied.group(1).split()}
     rendered = re.findall(r"python -m gateway.render (\S+)", command)
     assert len(rendered) == 1 and str(Path(rendered[0]).parent) == shared
     argv = _argv(envoy["command"])

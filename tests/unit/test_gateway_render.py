@@ -16,6 +16,7 @@ import pytest
 import yaml
 from google.api import annotations_pb2
 
+from gateway import docs_site
 from gateway.render import (
     BY_ADDRESS,
     JWKS_PATH,
@@ -36,6 +37,7 @@ JSON_LIMIT_FILTER = "marquee.json_body_limit"
 BODY_LIMIT_FILTER = "envoy.filters.http.body_size_limit"
 TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 METHODS = [m for spec in registry.SERVICES for s in spec.descriptors() for m in s.methods]
+DOC_URLS = {*(f.url for f in docs_site.FILES), f"{docs_site.PAGE}/"}
 
 
 def _config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> dict[str, Any]:
@@ -223,7 +225,7 @@ def test_internal_methods_still_answer_404_before_any_route(config: dict[str, An
 def test_rate_limited_answers_carry_retry_after_and_the_json_error(
     config: dict[str, Any]
 ) -> None:
-    mapper, _too_large = _manager(config)["local_reply_config"]["mappers"]
+    mapper, _too_large, _errors = _manager(config)["local_reply_config"]["mappers"]
     assert mapper["filter"]["status_code_filter"]["comparison"]["value"]["default_value"] == 429
     assert "Retry-After" in mapper["body"]["inline_string"]
     lua = _filters(config)["envoy.filters.http.lua"]["default_source_code"]["inline_string"]
@@ -320,7 +322,7 @@ def test_the_json_limit_spares_native_grpc_and_the_streamed_uploads(
 
 
 def test_the_json_limit_answers_413_saying_the_limit(config: dict[str, Any]) -> None:
-    _rate_limited, too_large = _manager(config)["local_reply_config"]["mappers"]
+    _rate_limited, too_large, _errors = _manager(config)["local_reply_config"]["mappers"]
     assert too_large["body"]["inline_string"] == "request body too large: at most 4096 bytes"
     filters = too_large["filter"]["and_filter"]["filters"]
     status = filters[0]["status_code_filter"]["comparison"]
@@ -352,7 +354,8 @@ def test_public_and_internal_methods_skip_the_token_check_and_nothing_else(
     *exact, last = _filters(config)[JWT_FILTER]["rules"]
     assert last == {"match": {"prefix": "/"}, "requires": {"provider_name": "marquee"}}
     assert all(set(rule) == {"match"} for rule in exact)  # no `requires`: no check
-    unchecked = [rule["match"]["path"] for rule in exact]
+    unchecked = [rule["match"]["path"] for rule in exact
+                 if rule["match"]["path"] not in DOC_URLS]  # see test_the_docs_are_public
     declared = {method_path(m): declared_access(m) for m in METHODS}
     assert sorted(unchecked) == sorted(path for path, access in declared.items()
                                        if access in (Access.PUBLIC, Access.INTERNAL))
@@ -382,3 +385,51 @@ def test_admin_methods_need_the_admin_role_claim_after_the_token_check(
     assert matcher["filter"] == JWT_FILTER
     assert matcher["path"] == [{"key": "jwt_payload"}, {"key": "role"}]
     assert matcher["value"] == {"string_match": {"exact": "admin"}}
+
+
+# --- documentation ---------------------------------------------------------------------------
+
+
+def test_the_docs_are_public_files_served_by_envoy(config: dict[str, Any]) -> None:
+    """/openapi.json and Swagger UI: a direct_response from the generated directory with its
+    content type, before any other route, and no token needed."""
+    routes = _routes(config)
+    generated = DESCRIPTOR_SET.parent
+    for route, doc in zip(routes, docs_site.FILES, strict=False):
+        assert route["match"] == {"path": doc.url}
+        assert route["direct_response"] == {"status": 200,
+                                            "body": {"filename": str(generated / doc.file)}}
+        (header,) = route["response_headers_to_add"]
+        assert header["header"] == {"key": "content-type", "value": doc.content_type}
+        assert header["append_action"] == "OVERWRITE_IF_EXISTS_OR_ADD"
+    slash = routes[len(docs_site.FILES)]
+    assert slash == {"match": {"path": f"{docs_site.PAGE}/"},
+                     "redirect": {"path_redirect": docs_site.PAGE}}
+    bundle = (generated / "docs" / "swagger-ui-bundle.js")
+    if bundle.exists():
+        limit = _manager(config)["route_config"]["max_direct_response_body_size_bytes"]
+        assert bundle.stat().st_size < limit
+    exempt = [r["match"]["path"] for r in _filters(config)[JWT_FILTER]["rules"]
+              if "requires" not in r]
+    assert set(exempt) >= DOC_URLS
+
+
+def test_only_errors_get_the_json_error_body(config: dict[str, Any]) -> None:
+    """A global body_format would rewrite the files served with 200 into the error shape."""
+    local_reply = _manager(config)["local_reply_config"]
+    assert "body_format" not in local_reply
+    *_, errors = local_reply["mappers"]
+    assert errors["filter"]["status_code_filter"]["comparison"]["op"] == "GE"
+    assert errors["filter"]["status_code_filter"]["comparison"]["value"]["default_value"] == 400
+    for mapper in local_reply["mappers"]:
+        assert mapper["body_format_override"] == {"json_format": {
+            "status": "%RESPONSE_CODE%", "message": "%LOCAL_REPLY_BODY%"}}
+
+
+def test_only_the_docs_are_compressed(config: dict[str, Any]) -> None:
+    compressor = _filters(config)["marquee.docs_compressor"]
+    (matcher,) = compressor["xds_matcher"]["matcher_list"]["matchers"]
+    skip_unless = matcher["predicate"]["not_matcher"]["single_predicate"]
+    assert skip_unless["input"]["typed_config"]["header_name"] == ":path"
+    assert skip_unless["value_match"] == {"prefix": "/docs"}
+    assert matcher["on_match"]["action"]["name"] == "skip"

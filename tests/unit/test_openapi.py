@@ -1,0 +1,168 @@
+"""The OpenAPI document that gateway.openapi generates (build/gen/openapi.json, served at
+/openapi.json): a valid OpenAPI 3 document, with exactly the REST routes that the gateway
+transcodes, in the JSON the transcoder and the services really write.
+
+tests/integration/test_openapi.py fetches it through the real gateway.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
+from openapi_schema_validator import OAS30Validator
+from openapi_spec_validator import validate
+
+from gateway.openapi import ERRORS, PrintOptions, document, openapi_path, transcoded_services
+from gateway.render import TEMPLATE, render
+from services.catalog.records import Movie, Provenance
+from services.catalog.server import rest_json
+from services.common.access import Access, declared_access, method_path
+from services.common.settings import Settings
+
+GENERATED = Path(__file__).resolve().parents[2] / "build" / "gen"
+VERBS = ("get", "put", "post", "delete", "patch")
+
+
+@pytest.fixture(scope="module")
+def files() -> descriptor_pb2.FileDescriptorSet:
+    return descriptor_pb2.FileDescriptorSet.FromString((GENERATED / "marquee.pb").read_bytes())
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    loaded = json.loads((GENERATED / "openapi.json").read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _operations(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(verb, path): op for path, item in doc["paths"].items()
+            for verb, op in item.items() if verb in VERBS}
+
+
+def _schema_validator(doc: dict[str, Any], schema: dict[str, Any]) -> OAS30Validator:
+    """Validates JSON against a schema of the document: its $refs (`#/components/...`) resolve
+    in the root schema, which carries the document's components beside it."""
+    return OAS30Validator({**schema, "components": doc["components"]})
+
+
+def test_the_document_is_valid_openapi(doc: dict[str, Any]) -> None:
+    validate(doc)
+    assert doc["openapi"].startswith("3.")
+
+
+def test_the_generated_file_is_what_the_generator_makes_now(
+    doc: dict[str, Any], files: descriptor_pb2.FileDescriptorSet
+) -> None:
+    """A stale file (protos changed, `make generate` not run) would describe other routes."""
+    fresh = document(files, transcoded_services(), PrintOptions.from_template(
+        TEMPLATE.read_text()))
+    assert json.loads(json.dumps(fresh)) == doc
+
+
+def test_every_transcoded_route_is_documented_and_nothing_else(
+    doc: dict[str, Any], files: descriptor_pb2.FileDescriptorSet,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The routes are read from the rendered Envoy config (the transcoder's services) and the
+    HttpRules in the descriptor set it loads, on their own: a route the gateway serves but the
+    document lacks, or one the document invents, fails here."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DESCRIPTOR_SET", str(GENERATED / "marquee.pb"))
+    config = yaml.safe_load(render(Settings.from_env()))
+    (listener,) = config["static_resources"]["listeners"]
+    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    (transcoder,) = [f["typed_config"] for f in manager["http_filters"]
+                     if f["name"] == "envoy.filters.http.grpc_json_transcoder"]
+    served = set(transcoder["services"])
+    routes = set()
+    for file in files.file:
+        for service in file.service:
+            if f"{file.package}.{service.name}" not in served:
+                continue
+            for method in service.method:
+                rule = method.options.Extensions[annotations_pb2.http]
+                for binding in (rule, *rule.additional_bindings):
+                    verb = binding.WhichOneof("pattern")
+                    if verb == "custom":
+                        routes.add((binding.custom.kind.lower(),
+                                    openapi_path(binding.custom.path)[0]))
+                    elif verb is not None:
+                        routes.add((verb, openapi_path(getattr(binding, verb))[0]))
+    assert routes  # the descriptor set was read
+    assert set(_operations(doc)) == routes
+
+
+def test_access_levels_become_security(doc: dict[str, Any]) -> None:
+    from services.common import registry
+
+    access = {method_path(m): declared_access(m) for spec in registry.SERVICES
+              for s in spec.descriptors() for m in s.methods}
+    assert doc["security"] == [{"bearer": []}]
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    for op in _operations(doc).values():
+        level = access[op["x-grpc-method"]]
+        assert level is not Access.INTERNAL  # the gateway answers 404 to those
+        assert (op.get("security") == []) == (level is Access.PUBLIC), op["operationId"]
+
+
+def test_every_operation_declares_the_errors_with_their_shape(doc: dict[str, Any]) -> None:
+    for op in _operations(doc).values():
+        assert {str(c) for c in ERRORS} <= set(op["responses"]), op["operationId"]
+    error = doc["components"]["schemas"]["Error"]
+    check = _schema_validator(doc, error)
+    check.validate({"code": 3, "message": "limit must be an integer", "details": []})
+    check.validate({"message": "Jwt is missing", "status": 401})
+
+
+def test_bodies_follow_the_transcoders_json(doc: dict[str, Any]) -> None:
+    """Proto field names (preserve_proto_field_names), int64 as strings, Timestamps as RFC
+    3339, the bare arrays and the statuses that the services ask the gateway for."""
+    task = doc["components"]["schemas"]["marquee.task.v1.Task"]["properties"]
+    assert task["bytes_total"]["type"] == "string" and task["bytes_total"]["format"] == "int64"
+    assert task["created_at"] == {"type": "string", "format": "date-time"}
+    ops = _operations(doc)
+    tasks = ops[("get", "/tasks")]["responses"]["200"]["content"]["application/json"]
+    assert tasks["schema"] == {"type": "array",
+                               "items": {"$ref": "#/components/schemas/marquee.task.v1.Task"}}
+    assert "201" in ops[("post", "/auth/register")]["responses"]
+    assert "202" in ops[("post", "/files/upload")]["responses"]
+    assert "content" not in ops[("delete", "/ratings/{rating_id}")]["responses"]["204"]
+    recommendations = ops[("get", "/recommendations")]["responses"]
+    assert {"200", "202"} <= set(recommendations)
+    upload = ops[("post", "/files/upload")]["requestBody"]["content"]["multipart/form-data"]
+    assert upload["schema"]["properties"]["file"]["format"] == "binary"
+    params = {p["name"]: p for p in ops[("get", "/movies")]["parameters"]}
+    assert params["year"]["in"] == "query" and params["year"]["schema"]["type"] == "integer"
+
+
+def test_field_names_follow_the_transcoder_setting(files: descriptor_pb2.FileDescriptorSet
+                                                   ) -> None:
+    camel = document(files, transcoded_services(), PrintOptions(
+        preserve_proto_field_names=False, stream_newline_delimited=True))
+    task = camel["components"]["schemas"]["marquee.task.v1.Task"]["properties"]
+    assert "bytesTotal" in task and "bytes_total" not in task
+    assert PrintOptions.from_template(TEMPLATE.read_text()).preserve_proto_field_names
+
+
+def test_the_movie_documents_match_what_the_catalog_writes(doc: dict[str, Any]) -> None:
+    """GET /movies is not the JSON mapping of Movie but the stored document (rest_json): the
+    shape MovieDocument declares must hold for what the catalog really sends."""
+    ops = _operations(doc)
+    schema = ops[("get", "/movies")]["responses"]["200"]["content"]["application/json"]["schema"]
+    check = _schema_validator(doc, schema)
+    known = Movie(id="603", title="The Matrix", genre=["Action"], original_language="en",
+                  release_date=datetime(1999, 3, 30), popularity=80.5, vote_average=8.2,
+                  vote_count=24000, extra={"tagline": "Free your mind"}, upvotes=3,
+                  provenance=Provenance(imported_by_id="u1", imported_by="alice",
+                                        updated_at=datetime(2026, 1, 2), updated_by="alice"))
+    unknown = Movie(id="x", title="Nothing known")
+    check.validate([rest_json(known), rest_json(unknown)])
+    assert rest_json(unknown)["vote_count"] is None  # null: the schema must allow it
