@@ -10,7 +10,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from services.task.task_pages import Position
+from services.upload.file_pages import Position
 from services.upload.records import RESULT, UPLOAD, CsvHeader, UploadedFile
 
 # Newest first; files of one millisecond in a fixed (random id) order.
@@ -38,7 +38,7 @@ def _listed(owner: str, after: Position | None) -> dict[str, Any]:
     query: dict[str, Any] = {"owner": owner, "kind": {"$ne": RESULT}}
     if after is not None:
         query["$or"] = [{"created_at": {"$lt": after.created_at}},
-                        {"created_at": after.created_at, "_id": {"$lt": after.task_id}}]
+                        {"created_at": after.created_at, "_id": {"$lt": after.file_id}}]
     return query
 
 

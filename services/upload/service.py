@@ -13,8 +13,8 @@ from typing import Protocol
 
 from services.common.errors import InvalidArgument, LimitReached, NotFound, TooLarge, Unavailable
 from services.common.ids import random_id
-from services.task.task_pages import Position
 from services.upload.csv_header import read_header
+from services.upload.file_pages import Position
 from services.upload.hashing import BackgroundSha256
 from services.upload.records import RESULT, UploadedFile
 from services.upload.storage import Storage

@@ -15,7 +15,7 @@ from services.common.errors import (
     NotFound,
     Unavailable,
 )
-from services.task.task_pages import Position, encode_token, list_query
+from services.upload.file_pages import Position, encode_token, list_query
 from services.upload.records import RESULT, UploadedFile
 from services.upload.service import Files, Tasks, UploadService
 from services.worker.operation_spec import OperationSpec, plan
@@ -47,7 +47,7 @@ class UserFiles:
 
     def list(self, owner: str, *, page: int | None = None, limit: int | None = None,
              page_size: int = 0, page_token: str = "") -> FilePage:
-        """A page of the owner's uploads, newest first; the paging is the task list's."""
+        """A page of the owner's uploads, newest first (see file_pages for the paging)."""
         query = list_query(page=page, limit=limit, page_size=page_size, page_token=page_token,
                            default_limit=self._limits.default, max_limit=self._limits.max)
         found = self._files.list_for_owner(owner, limit=query.limit + 1, skip=query.skip,
@@ -55,9 +55,7 @@ class UserFiles:
         if len(found) <= query.limit:
             return FilePage(found, "")
         last = found[query.limit - 1]
-        # The task list's tokens, with no created_ns: files are ordered on created_at and id.
-        return FilePage(found[: query.limit],
-                        encode_token(Position(last.created_at, None, last.id)))
+        return FilePage(found[: query.limit], encode_token(Position(last.created_at, last.id)))
 
     def describe(self, owner: str, file_id: str) -> UploadedFile:
         """The owner's upload, deleted or not; NotFound for anything else."""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 SAMPLE_BYTES = 256 * 1024
 HEAD_CHARS = 2000  # what a record skipped for its length keeps, to show which row it was
+MAX_RAW = 2000  # the characters of a rejected row that its report shows
 DELIMITERS = ",;\t|"  # the sniffer's candidates; a comma wins ties
 _SKIP_CHARS = 1 << 16  # the piece size in which an over-long record is read past
 _QUOTED = re.compile(r'"[^"]*"')
@@ -339,3 +340,21 @@ def _skipped(lines: CsvLines) -> Record:
     return Record(line, [], head=head, rejected=(
         f"the row is longer than {lines.limit:,} characters, the limit (CSV_MAX_ROW_CHARS), so "
         f"it was skipped unread: split it into rows or shorten its fields"))
+
+
+def raw_sample(record: Record) -> str:
+    """A rejected row as text, at most MAX_RAW characters. A row skipped for its length shows its
+    first characters as they were; a parsed row is written as CSV from only as many fields, each
+    cut, as can show, so a row of a million fields costs what a short one does."""
+    if record.rejected:
+        return record.head[:MAX_RAW]
+    shown: list[str] = []
+    size = 0
+    for value in record.fields:
+        if size > MAX_RAW:
+            break
+        shown.append(value[:MAX_RAW])
+        size += len(shown[-1]) + 1
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(shown)
+    return out.getvalue()[:MAX_RAW]

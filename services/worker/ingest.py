@@ -13,8 +13,6 @@ answers a batch, so the counts are added up as batches are committed, never when
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import queue
 import time
@@ -31,14 +29,19 @@ from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
 from services.catalog.movie_message import movie_message
 from services.catalog.records import Movie
 from services.common import jobs
-from services.worker.csv_source import ByteStream, CsvLimits, Record, is_utf8, records
+from services.worker import task_claims
+from services.worker.csv_source import (
+    ByteStream,
+    CsvLimits,
+    Record,
+    is_utf8,
+    raw_sample,
+    records,
+)
 from services.worker.movie_rows import FileRejected, Header, RowRejected, parse_header, parse_row
 
 log = logging.getLogger(__name__)
 
-TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-             grpc.StatusCode.ABORTED, grpc.StatusCode.RESOURCE_EXHAUSTED}
-MAX_RAW = 2000
 PIPELINE_DEPTH = 2
 # A batch also ends at this many bytes of movies and rejected rows: rows of long fields (each
 # within its bounds) would otherwise make a batch of INGEST_BATCH_SIZE rows hundreds of MB, in
@@ -110,12 +113,8 @@ def _skipped_rows(sent: SentBatch, response: catalog_pb2.ImportMoviesResponse
         return []
     owners = {s.movie_id: s.owner for s in response.skipped}
     return [task_pb2.RejectedRow(line=record.line, reason=skip_reason(movie_id, owners[movie_id]),
-                                 raw=_raw(record))
+                                 raw=raw_sample(record))
             for movie_id, record in sent.accepted if movie_id in owners]
-
-
-class Cancelled(Exception):
-    pass
 
 
 def _movie(header: Header, record: Record) -> catalog_pb2.Movie:
@@ -123,24 +122,6 @@ def _movie(header: Header, record: Record) -> catalog_pb2.Movie:
     if record.rejected:
         raise RowRejected(record.rejected)
     return movie_message(Movie(**parse_row(header, record.fields)))
-
-
-def _raw(record: Record) -> str:
-    """A rejected row as text, at most MAX_RAW characters. A row skipped for its length shows its
-    first characters as they were; a parsed row is written as CSV from only as many fields, each
-    cut, as can show, so a row of a million fields costs what a short one does."""
-    if record.rejected:
-        return record.head[:MAX_RAW]
-    shown: list[str] = []
-    size = 0
-    for value in record.fields:
-        if size > MAX_RAW:
-            break
-        shown.append(value[:MAX_RAW])
-        size += len(shown[-1]) + 1
-    out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow(shown)
-    return out.getvalue()[:MAX_RAW]
 
 
 # Batches the catalog committed: each one's tag and the catalog's answer.
@@ -199,7 +180,7 @@ class CsvIngestion:
         self._last_report = time.monotonic()
 
     def run(self, file: upload_pb2.File) -> None:
-        """Imports the whole file; raises FileRejected, Cancelled or grpc.RpcError."""
+        """Imports the whole file; raises FileRejected, task_claims.Cancelled or grpc.RpcError."""
         def chunks() -> Iterator[bytes]:
             request = upload_pb2.ReadFileRequest(file_id=file.file_id)
             for response in self._clients.uploads.ReadFile(request):
@@ -229,7 +210,7 @@ class CsvIngestion:
                     batch.size_bytes += movie.ByteSize()
                 except RowRejected as exc:
                     rejected = task_pb2.RejectedRow(line=record.line, reason=str(exc),
-                                                    raw=_raw(record))
+                                                    raw=raw_sample(record))
                     batch.rejected.append(rejected)
                     batch.size_bytes += rejected.ByteSize()
                 if batch.full(self._batch_size):
@@ -248,7 +229,7 @@ class CsvIngestion:
             pipe.cancel()
             raise
         if self.cancel_requested:
-            raise Cancelled()
+            raise task_claims.Cancelled()
 
     @staticmethod
     def _close(batch: Batch, read: ReadPosition, stream: ByteStream) -> SentBatch:
@@ -290,48 +271,21 @@ class CsvIngestion:
 
 
 def ingest_csv(clients: Clients, task_id: str, worker_id: str, batch_size: int,
-               limits: CsvLimits, max_attempts: int = 5) -> str:
+               limits: CsvLimits, max_attempts: int = task_claims.MAX_ATTEMPTS) -> str:
     """Runs the job for one task; returns the status it ended with ('skipped' when another
     worker holds the task or it already ended). Transient errors (a service or the database
     restarting) are retried with backoff, each attempt resuming from the checkpoint."""
-    last_error = ""
-    for attempt in range(1, max_attempts + 1):
-        try:
-            return _attempt(clients, task_id, worker_id, batch_size, limits, attempt)
-        except grpc.RpcError as exc:
-            if exc.code() not in TRANSIENT:
-                raise
-            last_error = exc.details() or exc.code().name
-            delay = min(30.0, 2.0 ** attempt)
-            log.warning("transient error; resuming from the checkpoint",
-                        extra={"task_id": task_id, "error": last_error, "retry_in": delay})
-            time.sleep(delay)
-    # No progress in the request: the task keeps the counts of what was committed.
-    clients.tasks.FinishTask(task_pb2.FinishTaskRequest(
-        task_id=task_id, worker_id=worker_id, status="failed",
-        error=f"gave up after {max_attempts} attempts; last error: {last_error}",
-    ), timeout=30)
-    return "failed"
+    return task_claims.with_retries(
+        lambda attempt: _attempt(clients, task_id, worker_id, batch_size, limits, attempt),
+        clients.tasks, task_id, worker_id, again="resuming from the checkpoint",
+        max_attempts=max_attempts)
 
 
 def _attempt(clients: Clients, task_id: str, worker_id: str, batch_size: int,
              limits: CsvLimits, attempt: int) -> str:
-    try:
-        claim = clients.tasks.ClaimTask(
-            task_pb2.ClaimTaskRequest(task_id=task_id, worker_id=worker_id), timeout=30)
-    except grpc.RpcError as exc:
-        if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
-            log.info("task skipped", extra={"task_id": task_id, "reason": exc.details()})
-            return "skipped"
-        raise
-    if claim.task.kind != jobs.INGEST_CSV:
-        # A message that reached the wrong job (a routing bug or a mixed deployment): running
-        # the CSV import on it would do the wrong work, so the task fails and says why.
-        error = f"this worker's {jobs.INGEST_CSV} job cannot run a task of kind {claim.task.kind!r}"
-        clients.tasks.FinishTask(task_pb2.FinishTaskRequest(
-            task_id=task_id, worker_id=worker_id, status="failed", error=error), timeout=30)
-        log.error("task refused", extra={"task_id": task_id, "kind": claim.task.kind})
-        return "failed"
+    claim = task_claims.claim(clients.tasks, task_id, worker_id, {jobs.INGEST_CSV})
+    if isinstance(claim, str):
+        return claim
     # The uploader as the task recorded them: a resumed or redelivered job imports as the same
     # user, so it replaces what its earlier attempt stored.
     importer = catalog_pb2.Importer(user_id=claim.task.user_id, username=claim.task.user,
@@ -350,10 +304,10 @@ def _attempt(clients: Clients, task_id: str, worker_id: str, batch_size: int,
         job.run(file)
     except FileRejected as exc:
         status, error = "failed", str(exc)
-    except Cancelled:
+    except task_claims.Cancelled:
         status = "cancelled"
     except grpc.RpcError as exc:
-        if exc.code() in TRANSIENT:
+        if exc.code() in task_claims.TRANSIENT:
             raise
         status, error = "failed", f"import failed: {exc.details()}"
     clients.tasks.FinishTask(task_pb2.FinishTaskRequest(

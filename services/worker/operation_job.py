@@ -24,9 +24,16 @@ from marquee.task.v1 import task_pb2, task_pb2_grpc
 from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
 from services.common import jobs
 from services.common.errors import InvalidArgument
+from services.worker import task_claims
 from services.worker.csv_operations import TICK_EVERY, Dedupe, Filter, Tally, UniqueValues
-from services.worker.csv_source import ByteStream, CsvLimits, detect_dialect, is_utf8, records
-from services.worker.ingest import TRANSIENT, Cancelled, _raw
+from services.worker.csv_source import (
+    ByteStream,
+    CsvLimits,
+    detect_dialect,
+    is_utf8,
+    raw_sample,
+    records,
+)
 from services.worker.movie_rows import FileRejected, field_count_reason
 from services.worker.operation_spec import DEDUPE, UNIQUE, plan, spec_from_message
 
@@ -80,7 +87,7 @@ class OperationRun:
         self._last_report = time.monotonic()
         if response.cancel_requested:
             self.cancelled = True
-            raise Cancelled()
+            raise task_claims.Cancelled()
 
     def execute(self, file: upload_pb2.File, operation_message: task_pb2.Operation,
                 limits: CsvLimits, spill_dir: Path) -> upload_pb2.File:
@@ -122,7 +129,7 @@ class OperationRun:
             if record.rejected or len(record.fields) != columns:
                 progress.rows_rejected += 1
                 self.unreported.append(task_pb2.RejectedRow(
-                    line=record.line, raw=_raw(record),
+                    line=record.line, raw=raw_sample(record),
                     reason=record.rejected or field_count_reason(len(record.fields), columns)))
                 if len(self.unreported) >= MAX_ROWS_PER_REPORT:
                     self.tick(operation.tally)
@@ -143,51 +150,30 @@ class OperationRun:
             return self._clients.uploads.StoreResult(requests(), timeout=3600)
         except grpc.RpcError as exc:
             if self.cancelled:  # the request stream stopped at the cancel
-                raise Cancelled() from None
+                raise task_claims.Cancelled() from None
             if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 raise ResultRefused(f"the result could not be stored: {exc.details()}") from None
             raise
 
 
 def run_operation(clients: OperationClients, task_id: str, worker_id: str, limits: CsvLimits,
-                  spill_root: str, max_attempts: int = 5) -> str:
+                  spill_root: str, max_attempts: int = task_claims.MAX_ATTEMPTS) -> str:
     """Runs the job for one task; returns the status it ended with ('skipped' when another
     worker holds the task or it already ended). Transient errors are retried with backoff,
     each attempt from the start."""
-    last_error = ""
-    for attempt in range(1, max_attempts + 1):
-        try:
-            return _attempt(clients, task_id, worker_id, limits, spill_root)
-        except grpc.RpcError as exc:
-            if exc.code() not in TRANSIENT:
-                raise
-            last_error = exc.details() or exc.code().name
-            delay = min(30.0, 2.0 ** attempt)
-            log.warning("transient error; running the operation again",
-                        extra={"task_id": task_id, "error": last_error, "retry_in": delay})
-            time.sleep(delay)
-    clients.tasks.FinishTask(task_pb2.FinishTaskRequest(
-        task_id=task_id, worker_id=worker_id, status="failed",
-        error=f"gave up after {max_attempts} attempts; last error: {last_error}"), timeout=30)
-    return "failed"
+    return task_claims.with_retries(
+        lambda _: _attempt(clients, task_id, worker_id, limits, spill_root), clients.tasks,
+        task_id, worker_id, again="running the operation again", max_attempts=max_attempts)
 
 
 def _attempt(clients: OperationClients, task_id: str, worker_id: str, limits: CsvLimits,
              spill_root: str) -> str:
-    try:
-        claim = clients.tasks.ClaimTask(
-            task_pb2.ClaimTaskRequest(task_id=task_id, worker_id=worker_id), timeout=30)
-    except grpc.RpcError as exc:
-        if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
-            log.info("task skipped", extra={"task_id": task_id, "reason": exc.details()})
-            return "skipped"
-        raise
+    claim = task_claims.claim(clients.tasks, task_id, worker_id, jobs.OPERATION_KINDS)
+    if isinstance(claim, str):
+        return claim
     run = OperationRun(clients, task_id, worker_id)
     status, error, stored = "done", "", None
     try:
-        if claim.task.kind not in jobs.OPERATION_KINDS:
-            raise InvalidArgument(f"the operation job cannot run a task of kind "
-                                  f"{claim.task.kind!r}")
         file = clients.uploads.GetFile(upload_pb2.GetFileRequest(file_id=claim.task.file_id),
                                        timeout=30)
         if file.deleted:
@@ -198,10 +184,10 @@ def _attempt(clients: OperationClients, task_id: str, worker_id: str, limits: Cs
             stored = run.execute(file, claim.task.operation, limits, Path(spill))
     except (FileRejected, InvalidArgument, ResultRefused) as exc:
         status, error = "failed", str(exc)
-    except Cancelled:
+    except task_claims.Cancelled:
         status = "cancelled"
     except grpc.RpcError as exc:
-        if exc.code() in TRANSIENT:
+        if exc.code() in task_claims.TRANSIENT:
             raise
         status, error = "failed", f"operation failed: {exc.details()}"
     finish = task_pb2.FinishTaskRequest(

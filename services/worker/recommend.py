@@ -22,8 +22,9 @@ import grpc
 from marquee.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from marquee.ratings.v1 import ratings_pb2, ratings_pb2_grpc
 from marquee.recommendations.v1 import recommendations_pb2, recommendations_pb2_grpc
-from marquee.task.v1 import task_pb2, task_pb2_grpc
+from marquee.task.v1 import task_pb2_grpc
 from services.common import jobs
+from services.worker import task_claims
 from services.worker.ranking import Signals, rank
 
 log = logging.getLogger(__name__)
@@ -46,31 +47,12 @@ class RecommendClients:
     recommendations: recommendations_pb2_grpc.RecommendationsServiceStub
 
 
-def _finish_task(clients: RecommendClients, task_id: str, worker_id: str, status: str,
-                 error: str = "") -> None:
-    clients.tasks.FinishTask(task_pb2.FinishTaskRequest(
-        task_id=task_id, worker_id=worker_id, status=status, error=error),
-        timeout=CALL_TIMEOUT_SECONDS)
-
-
 def recommend(clients: RecommendClients, task_id: str, worker_id: str, min_votes: int) -> str:
     """Runs the job for one task; returns the status it ended with ('skipped' when another
     worker holds the task or it already ended)."""
-    try:
-        claim = clients.tasks.ClaimTask(
-            task_pb2.ClaimTaskRequest(task_id=task_id, worker_id=worker_id),
-            timeout=CALL_TIMEOUT_SECONDS)
-    except grpc.RpcError as exc:
-        if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
-            log.info("task skipped", extra={"task_id": task_id, "reason": exc.details()})
-            return "skipped"
-        raise
-    if claim.task.kind != jobs.RECOMMEND:
-        error = f"this worker's {jobs.RECOMMEND} job cannot run a task of kind " \
-                f"{claim.task.kind!r}"
-        _finish_task(clients, task_id, worker_id, "failed", error)
-        log.error("task refused", extra={"task_id": task_id, "kind": claim.task.kind})
-        return "failed"
+    claim = task_claims.claim(clients.tasks, task_id, worker_id, {jobs.RECOMMEND})
+    if isinstance(claim, str):
+        return claim
     run_id = claim.task.file_id
     try:
         started = clients.recommendations.StartRun(
@@ -90,9 +72,9 @@ def recommend(clients: RecommendClients, task_id: str, worker_id: str, min_votes
                 run_id=run_id, error=error), timeout=CALL_TIMEOUT_SECONDS)
         except grpc.RpcError:
             log.warning("run not marked failed; its claim expires", extra={"run_id": run_id})
-        _finish_task(clients, task_id, worker_id, "failed", error)
+        task_claims.finish(clients.tasks, task_id, worker_id, "failed", error)
         return "failed"
-    _finish_task(clients, task_id, worker_id, "done")
+    task_claims.finish(clients.tasks, task_id, worker_id, "done")
     return "done"
 
 

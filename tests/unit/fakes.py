@@ -24,6 +24,7 @@ from services.recommendations.records import Run
 from services.task.records import ACTIVE, NewTask, Progress, RejectedRow, Task, TaskResult
 from services.task.repository import SAMPLE_SIZE
 from services.task.task_pages import Position, position_of
+from services.upload.file_pages import Position as FilePosition
 from services.upload.records import RESULT, UploadedFile
 from services.upload.storage import Writer
 
@@ -351,12 +352,12 @@ class FakeFiles:
         self.files[file_id] = replace(self.files[file_id], task_id=task_id)
 
     def list_for_owner(self, owner: str, *, limit: int, skip: int = 0,
-                       after: Position | None = None) -> list[UploadedFile]:
+                       after: FilePosition | None = None) -> list[UploadedFile]:
         def order(f: UploadedFile) -> tuple[datetime, str]:
             return (f.created_at, f.id)
 
         mine = [f for f in self.files.values() if f.owner == owner and f.kind != RESULT and (
-            after is None or order(f) < (after.created_at, after.task_id))]
+            after is None or order(f) < (after.created_at, after.file_id))]
         mine.sort(key=order, reverse=True)
         return mine[skip : skip + limit]
 

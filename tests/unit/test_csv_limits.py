@@ -11,13 +11,14 @@ import pytest
 
 from services.worker.csv_source import (
     HEAD_CHARS,
+    MAX_RAW,
     ByteStream,
     CsvLimits,
     Record,
+    raw_sample,
     records,
     sniff_delimiter,
 )
-from services.worker.ingest import MAX_RAW, _raw
 from services.worker.movie_rows import FileRejected, RowRejected, parse_header, parse_row
 
 LIMITS = CsvLimits(max_row_chars=100, max_header_chars=60, max_columns=8)
@@ -171,18 +172,18 @@ def test_a_row_of_a_million_fields_is_rejected_by_its_count_first() -> None:
 def test_the_raw_sample_of_a_rejected_row_is_written_from_a_bounded_prefix() -> None:
     record = Record(7, ["ab"] * 1_000_000)
     started = time.process_time()
-    raw = _raw(record)
+    raw = raw_sample(record)
     assert time.process_time() - started < 0.05  # the whole row as CSV takes some 0.3 s
     assert raw == ",".join(["ab"] * 1000)[:MAX_RAW]
 
 
 def test_the_raw_sample_cuts_a_huge_field() -> None:
-    assert _raw(Record(7, ["1", "x" * 10_000_000, "y"])) == ("1," + "x" * MAX_RAW)[:MAX_RAW]
+    assert raw_sample(Record(7, ["1", "x" * 10_000_000, "y"])) == ("1," + "x" * MAX_RAW)[:MAX_RAW]
 
 
 def test_the_raw_sample_of_a_row_skipped_for_its_length_is_its_head() -> None:
     record = Record(7, [], rejected="too long", head="1,2,3" * 1000)
-    assert _raw(record) == ("1,2,3" * 1000)[:MAX_RAW]
+    assert raw_sample(record) == ("1,2,3" * 1000)[:MAX_RAW]
 
 
 # --- delimiter ----------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from marquee.task.v1 import task_pb2
 from marquee.upload.v1 import upload_pb2
 from services.common import jobs
 from services.worker import ingest
-from services.worker.csv_source import CsvLimits
-from services.worker.ingest import MAX_BATCH_BYTES, MAX_RAW, Clients, ingest_csv
+from services.worker.csv_source import MAX_RAW, CsvLimits
+from services.worker.ingest import MAX_BATCH_BYTES, Clients, ingest_csv
 
 LIMITS = CsvLimits(max_row_chars=64 << 10, max_header_chars=4 << 10, max_columns=64)
 HEADER = b"id,title,genre,original_language,overview,release_date\n"

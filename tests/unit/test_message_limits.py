@@ -12,7 +12,8 @@ from marquee.task.v1 import task_pb2
 from marquee.upload.v1 import upload_pb2
 from services.common import registry
 from services.common.settings import Settings
-from services.worker.ingest import MAX_BATCH_BYTES, MAX_RAW, PIPELINE_DEPTH
+from services.worker.csv_source import MAX_RAW
+from services.worker.ingest import MAX_BATCH_BYTES, PIPELINE_DEPTH
 
 CHUNK = 1 << 20  # what native clients send, and the most that Envoy forwards at once
 LONGEST_UTF8_CHAR = "\U0001f600"  # 4 bytes
