@@ -8,6 +8,12 @@ child when its parent goes. Two limits of that signal shape this module:
   starts every child from one thread that lives as long as the process, whichever thread asks
   (the main thread at start-up, the watcher that restarts crashed children, a test), so that a
   child is never killed because the thread that happened to start it ended.
+- Setting it must not run Python between fork and exec: a `preexec_fn` in a process with
+  threads can deadlock in the child before exec, and Popen then waits for that exec forever
+  (seen: a test stack that hung for 12 minutes starting its worker, no worker process in
+  sight). Each child therefore starts as this file, run by a fresh interpreter, which sets the
+  signal on itself and execs the real program in place: the signal survives exec, and the pid
+  is the program's.
 - It is not inherited by the child's own children. Celery's prefork pool sets it in each pool
   process itself (`celery.concurrency.prefork.process_initializer`); the other children of the
   stack start none that outlive them (valkey's short-lived snapshot forks aside).
@@ -45,15 +51,23 @@ def popen(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     dies, however it dies."""
     if not sys.platform.startswith("linux"):
         return subprocess.Popen(argv, **kwargs)
-    parent = os.getpid()
-
-    def die_with_parent() -> None:  # runs in the child, between fork and exec
-        if _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-        if os.getppid() != parent:  # the parent died before the signal was set
-            os._exit(1)
+    # -I -S: the launcher needs the standard library only, whatever the environment says.
+    launcher = [sys.executable, "-I", "-S", __file__, str(os.getpid()), *argv]
 
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(argv, preexec_fn=die_with_parent, **kwargs)
+        return subprocess.Popen(launcher, **kwargs)
 
     return _spawner.submit(start).result()
+
+
+def _exec_with_parent_death(parent: int, argv: list[str]) -> None:
+    """Runs in the launcher: the signal, then the program in this process's place."""
+    if _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # the parent died before the signal was set
+        os._exit(1)
+    os.execvp(argv[0], argv)
+
+
+if __name__ == "__main__":
+    _exec_with_parent_death(int(sys.argv[1]), sys.argv[2:])
