@@ -24,6 +24,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install -r /tmp/requirements.txt
 COPY services ./services
 COPY gateway ./gateway
+COPY marquee_cli ./marquee_cli
 RUN pip install .
 
 # --- gen -------------------------------------------------------------------------------------
@@ -60,6 +61,7 @@ COPY --from=deps /opt/venv /opt/venv
 COPY --from=gen /app/build/gen /app/build/gen
 COPY services ./services
 COPY gateway ./gateway
+COPY marquee_cli ./marquee_cli
 # Bytecode compiled at build time, as root: the code stays read-only to the runtime user.
 RUN python -m compileall -q /app/services /app/gateway /app/build/gen
 USER marquee:marquee
