@@ -226,7 +226,7 @@ def _field_at(message: Descriptor, dotted: str) -> FieldDescriptor:
     return message.fields_by_name[last]
 
 
-def _bindings(rule: http_pb2.HttpRule) -> Iterator[tuple[str, str, http_pb2.HttpRule]]:
+def http_bindings(rule: http_pb2.HttpRule) -> Iterator[tuple[str, str, http_pb2.HttpRule]]:
     """(verb, path template, rule) for the rule and its additional bindings."""
     for binding in (rule, *rule.additional_bindings):
         pattern = binding.WhichOneof("pattern")
@@ -397,7 +397,7 @@ class _Document:
                 if not method.GetOptions().HasExtension(annotations_pb2.http):
                     continue  # native gRPC only (internal methods have no REST route)
                 rule = method.GetOptions().Extensions[annotations_pb2.http]
-                for n, (verb, template, binding) in enumerate(_bindings(rule)):
+                for n, (verb, template, binding) in enumerate(http_bindings(rule)):
                     operation_id = f"{service.name}_{method.name}" + (f"_{n}" if n else "")
                     path, _ = openapi_path(template)
                     paths.setdefault(path, {})[verb] = self.operation(

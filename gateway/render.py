@@ -24,6 +24,7 @@ from google.api import annotations_pb2
 from google.protobuf.descriptor import MethodDescriptor
 
 from gateway import docs_site
+from gateway.openapi import http_bindings
 from services.common import registry
 from services.common.access import Access, declared_access, method_path
 from services.common.registry import ServiceSpec
@@ -86,18 +87,16 @@ class _Method:
         return self.descriptor.client_streaming and self.access is Access.USER
 
     @property
-    def rest_paths(self) -> list[str]:
-        """The REST paths the transcoder maps to this method (its http rule and the rule's
-        additional bindings), without the verbs."""
+    def rest_bindings(self) -> list[tuple[str, str]]:
+        """(verb, path template) of each REST route the transcoder maps to this method: its
+        http rule and the rule's additional bindings."""
         rule = self.descriptor.GetOptions().Extensions[annotations_pb2.http]
-        paths = []
-        for binding in (rule, *rule.additional_bindings):
-            pattern = binding.WhichOneof("pattern")
-            if pattern == "custom":
-                paths.append(binding.custom.path)
-            elif pattern is not None:
-                paths.append(getattr(binding, pattern))
-        return paths
+        return [(verb, template) for verb, template, _ in http_bindings(rule)]
+
+    @property
+    def rest_paths(self) -> list[str]:
+        """The REST paths the transcoder maps to this method, without the verbs."""
+        return [template for _, template in self.rest_bindings]
 
 
 def _upload_paths_regex(methods: list[_Method]) -> str:
@@ -113,6 +112,59 @@ def _upload_paths_regex(methods: list[_Method]) -> str:
         if "{" in path:  # a template variable: teach this pattern what it may match
             raise ValueError(f"a REST upload path with variables is not supported: {path}")
     return "(?:" + "|".join(re.escape(p) for p in paths) + r")(?:\?.*)?"
+
+
+_TEMPLATE_VARIABLE = re.compile(r"\{[^}=]+(?:=([^}]*))?\}")
+
+
+def rest_path_regex(template: str) -> str:
+    """An RE2 pattern for the paths an HttpRule path template matches (Envoy matches it
+    against the whole path, without the query string): `/files/{file_id}` ->
+    `/files/[^/]+`."""
+    parts, pos = [], 0
+    for variable in _TEMPLATE_VARIABLE.finditer(template):
+        parts.append(re.escape(template[pos:variable.start()]))
+        segments = (variable.group(1) or "*").split("/")
+        parts.append("/".join({"*": "[^/]+", "**": ".+"}.get(s) or re.escape(s)
+                              for s in segments))
+        pos = variable.end()
+    return "".join(parts) + re.escape(template[pos:])
+
+
+def _allowed_verbs(methods: list[_Method]) -> dict[str, list[str]]:
+    """Each REST path template (those without variables first, as Envoy must try them first)
+    and the verbs a request to a path it matches may use. A path that both a literal template
+    and one with variables match (`/files/upload`, `/files/{file_id}`) takes both's verbs:
+    the transcoder maps `GET /files/upload` to the second."""
+    verbs: dict[str, set[str]] = {}
+    for method in methods:
+        if method.access is not Access.INTERNAL:
+            for verb, template in method.rest_bindings:
+                verbs.setdefault(template, set()).add(verb.upper())
+    literal = sorted(t for t in verbs if "{" not in t)
+    variable = sorted(t for t in verbs if "{" in t)
+    for template in literal:
+        for other in variable:
+            if re.fullmatch(rest_path_regex(other), template):
+                verbs[template] |= verbs[other]
+    return {t: sorted(verbs[t]) for t in (*literal, *variable)}
+
+
+def _method_not_allowed_routes(methods: list[_Method]) -> str:
+    """405 with `Allow` for a REST path asked with a verb it does not take. A request the
+    transcoder maps has a gRPC path by the time it is routed, so only those it could not map
+    keep their REST path and reach these routes, after every service's (which match gRPC paths
+    only); without them the router answered 404, and jwt_authn 401 first to a caller without a
+    token (the public methods' paths are exempted there: these routes are all they reach)."""
+    return "\n".join(
+        f"""              - match: {{safe_regex: {{regex: {_yaml_quoted(rest_path_regex(t))}}}}}
+                direct_response:
+                  status: 405
+                  body: {{inline_string: "method not allowed: {t} takes {', '.join(v)}"}}
+                response_headers_to_add:
+                - header: {{key: allow, value: "{', '.join(v)}"}}
+                  append_action: OVERWRITE_IF_EXISTS_OR_ADD"""
+        for t, v in _allowed_verbs(methods).items())
 
 
 def _yaml_quoted(text: str) -> str:
@@ -192,6 +244,14 @@ def render(settings: Settings) -> str:
         f"""              - match: {{path: "{m.path}"}}"""
         for m in methods if m.access is Access.PUBLIC
     )
+    # A public method's REST path that is still the request's path after the transcoder was not
+    # mapped (another verb): it can only reach its 405 route, as a caller without a token
+    # should, rather than 401.
+    public += "".join(
+        f"""
+              - match: {{safe_regex: {{regex: {_yaml_quoted(rest_path_regex(p))}}}}}"""
+        f"""  # REST: 405"""
+        for p in sorted({p for m in methods if m.access is Access.PUBLIC for p in m.rest_paths}))
     # Internal methods need no token here either: their routes answer 404 themselves (a
     # direct_response, first in the route table), so nothing reaches a service whatever the
     # caller presents, and without a rule jwt_authn would answer 401 first to a caller without
@@ -237,6 +297,7 @@ def render(settings: Settings) -> str:
         DOC_PATHS=docs,
         INTERNAL_ROUTES=internal,
         SERVICE_ROUTES=_routes(settings, methods),
+        METHOD_NOT_ALLOWED_ROUTES=_method_not_allowed_routes(methods),
         PUBLIC_METHODS=public,
         INTERNAL_METHODS=unchecked,
         ADMIN_METHODS=_admin_paths(methods),

@@ -24,6 +24,7 @@ from gateway.render import (
     MULTIPART_OVERHEAD,
     RATE_LIMIT_KEY,
     render,
+    rest_path_regex,
 )
 from services.common import registry
 from services.common.access import Access, declared_access, method_path
@@ -351,12 +352,23 @@ def test_public_and_internal_methods_skip_the_token_check_and_nothing_else(
     """Internal methods answer 404 at their route (a direct_response: nothing reaches a
     service), to callers with and without a token alike; without a rule, jwt_authn answered
     401 first to a caller without one."""
-    *exact, last = _filters(config)[JWT_FILTER]["rules"]
+    *rules, last = _filters(config)[JWT_FILTER]["rules"]
     assert last == {"match": {"prefix": "/"}, "requires": {"provider_name": "marquee"}}
-    assert all(set(rule) == {"match"} for rule in exact)  # no `requires`: no check
+    assert all(set(rule) == {"match"} for rule in rules)  # no `requires`: no check
+    exact = [rule for rule in rules if "path" in rule["match"]]
     unchecked = [rule["match"]["path"] for rule in exact
                  if rule["match"]["path"] not in DOC_URLS]  # see test_the_docs_are_public
     declared = {method_path(m): declared_access(m) for m in METHODS}
+    # The public methods' REST paths, which only an unmapped verb leaves as the path: their
+    # 405 routes (test_rest_paths_answer_405_to_other_verbs).
+    public_rest = {rest_path_regex(p) for m in METHODS if declared_access(m) is Access.PUBLIC
+                   for p in _rest_paths(m)}
+    assert {rule["match"]["safe_regex"]["regex"] for rule in rules
+            if rule not in exact} == public_rest
+    for regex in public_rest:
+        (route,) = [r for r in _routes(config) if r["match"].get("safe_regex", {}).get(
+            "regex") == regex]
+        assert route["direct_response"]["status"] == 405
     assert sorted(unchecked) == sorted(path for path, access in declared.items()
                                        if access in (Access.PUBLIC, Access.INTERNAL))
     for path in unchecked:
@@ -409,7 +421,7 @@ def test_the_docs_are_public_files_served_by_envoy(config: dict[str, Any]) -> No
     if bundle.exists():
         limit = _manager(config)["route_config"]["max_direct_response_body_size_bytes"]
         assert bundle.stat().st_size < limit
-    exempt = [r["match"]["path"] for r in _filters(config)[JWT_FILTER]["rules"]
+    exempt = [r["match"].get("path") for r in _filters(config)[JWT_FILTER]["rules"]
               if "requires" not in r]
     assert set(exempt) >= DOC_URLS
 
@@ -433,3 +445,39 @@ def test_only_the_docs_are_compressed(config: dict[str, Any]) -> None:
     assert skip_unless["input"]["typed_config"]["header_name"] == ":path"
     assert skip_unless["value_match"] == {"prefix": "/docs"}
     assert matcher["on_match"]["action"]["name"] == "skip"
+
+
+# --- verbs a REST path does not take (issue 15, the fuzz) ------------------------------------
+
+
+def test_rest_path_templates_become_whole_path_patterns() -> None:
+    assert rest_path_regex("/files/{file_id}/content") == "/files/[^/]+/content"
+    assert rest_path_regex("/v1/{name=shelves/*}/books/{id}") == "/v1/shelves/[^/]+/books/[^/]+"
+    assert rest_path_regex("/.well-known/jwks.json") == r"/\.well\-known/jwks\.json"
+    assert re.fullmatch(rest_path_regex("/files/{file_id}"), "/files/upload")
+    assert not re.fullmatch(rest_path_regex("/files/{file_id}"), "/files/a/content")
+
+
+def test_rest_paths_answer_405_to_other_verbs(config: dict[str, Any]) -> None:
+    """Schemathesis found that a REST path asked with a verb it does not take (TRACE
+    /auth/verify, PUT /tasks) got 404, or 401 without a token: now 405 with the verbs that path
+    takes in Allow, after every service's route (only a request the transcoder did not map
+    keeps its REST path)."""
+    routes = _routes(config)
+    first = next(i for i, r in enumerate(routes) if r.get("direct_response", {}).get(
+        "status") == 405)
+    services = [r for r in routes if "prefix" in r["match"]]
+    assert services and all(routes.index(r) < first for r in services)
+    assert all(r["direct_response"]["status"] == 405 for r in routes[first:])
+    allowed = {r["match"]["safe_regex"]["regex"]: r["response_headers_to_add"][0]["header"]
+               for r in routes[first:]}
+    assert allowed[rest_path_regex("/ratings/{rating_id}")]["value"] == "DELETE, GET, PATCH, PUT"
+    assert allowed[rest_path_regex("/auth/login")] == {"key": "allow", "value": "POST"}
+    # /files/upload takes POST, and GET and DELETE as a /files/{file_id}: tried before it.
+    regexes = list(allowed)
+    upload, any_file = rest_path_regex("/files/upload"), rest_path_regex("/files/{file_id}")
+    assert allowed[upload]["value"] == "DELETE, GET, POST"
+    assert regexes.index(upload) < regexes.index(any_file)
+    documented = {p for m in METHODS if declared_access(m) is not Access.INTERNAL
+                  for p in _rest_paths(m)}
+    assert set(allowed) == {rest_path_regex(p) for p in documented}

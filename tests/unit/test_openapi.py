@@ -25,6 +25,7 @@ from services.catalog.records import Movie, Provenance
 from services.catalog.server import rest_json
 from services.common.access import Access, declared_access, method_path
 from services.common.settings import Settings
+from services.upload.server import file_json
 
 GENERATED = Path(__file__).resolve().parents[2] / "build" / "gen"
 VERBS = ("get", "put", "post", "delete", "patch")
@@ -166,3 +167,42 @@ def test_the_movie_documents_match_what_the_catalog_writes(doc: dict[str, Any]) 
     unknown = Movie(id="x", title="Nothing known")
     check.validate([rest_json(known), rest_json(unknown)])
     assert rest_json(unknown)["vote_count"] is None  # null: the schema must allow it
+
+
+def test_the_files_routes_declare_what_they_send(doc: dict[str, Any]) -> None:
+    """Schemathesis's first finding: the files and operations routes declared nothing, so the
+    document said 200 with any content for a 204, a 202, CSV and the /files documents."""
+    ops = _operations(doc)
+
+    def content(verb: str, path: str, status: str) -> dict[str, Any]:
+        declared = ops[(verb, path)]["responses"][status]
+        assert isinstance(declared, dict)
+        return declared.get("content", {})
+
+    files = content("get", "/files", "200")["application/json"]["schema"]
+    assert files == {"type": "array",
+                     "items": {"$ref": "#/components/schemas/marquee.upload.v1.FileDocument"}}
+    one = content("get", "/files/{file_id}", "200")["application/json"]["schema"]
+    assert one == files["items"]
+    assert set(content("get", "/files/{file_id}/content", "200")) == {"text/csv"}
+    assert "content" not in ops[("delete", "/files/{file_id}")]["responses"]["204"]
+    assert "200" not in ops[("delete", "/files/{file_id}")]["responses"]
+    accepted = content("post", "/files/{file_id}/operations", "202")["application/json"]
+    assert accepted["schema"]["$ref"].endswith("marquee.upload.v1.OperationAccepted")
+    result = content("get", "/task/{task_id}/result", "200")
+    assert set(result) == {"text/csv", "application/json"}
+    assert result["application/json"]["schema"]["$ref"].endswith("marquee.task.v1.UniqueValues")
+    for op in ops.values():  # no route left that says "anything"
+        for answer in op["responses"].values():
+            assert "*/*" not in answer.get("content", {}), op["operationId"]
+
+
+def test_file_documents_match_what_the_upload_service_writes(doc: dict[str, Any]) -> None:
+    """The /files items (file_json): the size is a number, the time RFC 3339 to the ms."""
+    from services.upload.records import UploadedFile
+
+    schema = doc["components"]["schemas"]["marquee.upload.v1.FileDocument"]
+    file = UploadedFile(id="f" * 32, owner="u1", original_name="m.csv", file_path="u1/f",
+                        size_bytes=3 << 30, sha256="0" * 64, created_at=datetime(2026, 1, 2),
+                        task_id="t" * 32)
+    _schema_validator(doc, {"type": "array", "items": schema}).validate([file_json(file)])
