@@ -179,8 +179,14 @@ def _methods() -> Iterator[_Method]:
                 yield _Method(spec, method, declared_access(method))
 
 
-def _route(match: str, spec: ServiceSpec, extra: str = "") -> str:
-    return f"""              - match: {match}
+# A service route takes gRPC only (native, or what the transcoder made of a REST call): a plain
+# HTTP request to a gRPC path got 503 or 200 from an upstream that speaks only gRPC; it now
+# finds no route and gets a 404.
+_GRPC_ONLY = "headers: [{name: content-type, string_match: {prefix: application/grpc}}]"
+
+
+def _route(path: str, spec: ServiceSpec, extra: str = "") -> str:
+    return f"""              - match: {{{path}, {_GRPC_ONLY}}}
                 route:
                   cluster: {spec.name}
                   timeout: {spec.route_timeout}{extra}"""
@@ -193,10 +199,10 @@ def _routes(settings: Settings, methods: list[_Method]) -> str:
                 metadata: {{filter_metadata: {{marquee: {{{RATE_LIMIT_KEY}: {BY_ADDRESS}}}}}}}"""
     upload = f"""
                   max_stream_duration: {{max_stream_duration: {settings.upload_max_seconds}s}}"""
-    routes = [_route(f'{{path: "{m.path}"}}', m.spec) + per_address
+    routes = [_route(f'path: "{m.path}"', m.spec) + per_address
               for m in methods if m.per_address]
-    routes += [_route(f'{{path: "{m.path}"}}', m.spec, upload) for m in methods if m.upload]
-    routes += [_route(f'{{prefix: "/{service.full_name}/"}}', spec)
+    routes += [_route(f'path: "{m.path}"', m.spec, upload) for m in methods if m.upload]
+    routes += [_route(f'prefix: "/{service.full_name}/"', spec)
                for spec in registry.SERVICES for service in spec.descriptors()]
     return "\n".join(routes)
 

@@ -165,3 +165,16 @@ def test_rest_paths_answer_405_to_the_verbs_they_do_not_take(
                 assert r.headers["content-type"] == "application/json"
                 assert r.json()["status"] == 405
                 assert "method not allowed" in r.json()["message"]
+
+
+def test_plain_http_to_a_grpc_path_is_a_404_not_a_5xx(api: Api) -> None:
+    """Found beside the fuzz: GET of a gRPC method's path over HTTP/1 answered 503 (the
+    upstream speaks gRPC only) and TRACE 200. Service routes now take gRPC content only."""
+    via = {"X-Forwarded-For": VERB_TEST_ADDRESS}
+    user = api.register("fuzzgrpc", headers=via)
+    for path in ("/marquee.auth.v1.AuthService/Login",
+                 "/marquee.catalog.v1.CatalogService/ListMovies"):
+        for verb in ("GET", "POST", "TRACE", "DELETE"):
+            for headers in (via, _headers(user, VERB_TEST_ADDRESS)):
+                r = requests.request(verb, api.url(path), headers=headers, timeout=30)
+                assert r.status_code in (401, 404), (verb, path, r.status_code, r.text)

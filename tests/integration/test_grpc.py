@@ -17,7 +17,7 @@ from marquee.auth.v1 import auth_pb2, auth_pb2_grpc
 from marquee.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from marquee.task.v1 import task_pb2, task_pb2_grpc
 from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
-from services.common import registry
+from services.common import jobs, registry
 from services.common.access import SERVICE_KEY_HEADER
 from tests.integration.conftest import Api, User
 
@@ -127,7 +127,8 @@ def test_a_task_of_a_kind_no_job_runs_is_refused(stack: Stack) -> None:
         task_pb2_grpc.TaskServiceStub(channel).CreateTask(task_pb2.CreateTaskRequest(
             user="u1", kind="dedupe_csv", file_id="f1"), metadata=key, timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "unknown task kind 'dedupe_csv'; known kinds: ingest_csv" in str(err.value.details())
+    known = ", ".join(sorted(jobs.JOB_NAMES))
+    assert f"unknown task kind 'dedupe_csv'; known kinds: {known}" in str(err.value.details())
 
 
 def _grpcurl(*args: str) -> Any:

@@ -146,13 +146,23 @@ def test_client_connections_are_limited(config: dict[str, Any]) -> None:
     assert config["admin"]["ignore_global_conn_limit"] is True
 
 
+def test_service_routes_take_grpc_only(config: dict[str, Any]) -> None:
+    """A plain HTTP request to a gRPC path got 503 or 200 from an upstream that speaks gRPC
+    only; with no route for it, the gateway answers 404."""
+    to_services = [r for r in _routes(config) if "cluster" in r.get("route", {})]
+    assert to_services
+    for route in to_services:
+        assert route["match"]["headers"] == [
+            {"name": "content-type", "string_match": {"prefix": "application/grpc"}}]
+
+
 def test_uploads_are_bounded_in_time_and_nothing_else_is(config: dict[str, Any]) -> None:
     uploads = [m for m in METHODS
                if m.client_streaming and declared_access(m) is Access.USER]
     assert {m.name for m in uploads} >= {"UploadFile", "UploadMultipart"}
     for method in uploads:
         route = _route_for(config, method_path(method))
-        assert route["match"] == {"path": method_path(method)}
+        assert route["match"]["path"] == method_path(method)
         assert route["route"]["max_stream_duration"] == {"max_stream_duration": "1800s"}
     bounded = [r for r in _routes(config) if "max_stream_duration" in r.get("route", {})]
     assert len(bounded) == len(uploads)  # WatchTask and the exports may last
