@@ -384,6 +384,9 @@ class RatingsService:
             undone = self._counts.apply(movie_id, -delta, self._clock())
             log.warning("vote undone: the catalog cannot be told", extra={
                 "movie_id": movie_id, "reason": str(exc), "version": undone.version})
+            # A slow catalog may have applied the change after the deadline: the undone counts,
+            # newer, replace it there now if it answers, else the sweep does.
+            self._settle(movie_id)
             raise Unavailable(f"{exc}; nothing was changed, try again") from None
 
     def _push(self, counts: VoteCounts) -> None:

@@ -717,6 +717,9 @@ class FakeCatalog:
         self.shown: dict[str, VoteCounts | None] = dict.fromkeys(movie_ids)
         self.down = False  # every call fails
         self.counts_fail = False  # set_counts fails (the catalog went away after the check)
+        # The next this many set_counts apply the counts, then fail as a deadline does when
+        # the catalog is merely slow.
+        self.answers_late = 0
         self.checks = 0
 
     def existing(self, movie_ids: list[str]) -> set[str]:
@@ -733,6 +736,9 @@ class FakeCatalog:
         held = self.shown[counts.movie_id]
         if held is None or held.version < counts.version:
             self.shown[counts.movie_id] = counts
+        if self.answers_late:
+            self.answers_late -= 1
+            raise Unavailable("the catalog cannot be reached (DEADLINE_EXCEEDED)")
 
     def votes(self, movie_id: str) -> tuple[int, int]:
         held = self.shown[movie_id]
