@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 GEN := build/gen
 PROTOS := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: install generate browser run test unit integration lint bench bench-quick clean
+.PHONY: install generate browser run test unit integration lint bench bench-quick load clean
 
 install: $(VENV)/.installed
 generate: $(GEN)/.stamp
@@ -49,6 +49,12 @@ integration: generate
 test: generate lint
 	$(PY) -m pytest
 
+# Schemathesis against a fresh test stack, every operation of /openapi.json, with many more
+# examples than `make test` runs (tests/integration/test_fuzz.py; MARQUEE_FUZZ_SEED replays).
+fuzz: generate
+	MARQUEE_FUZZ_EXAMPLES=$${MARQUEE_FUZZ_EXAMPLES:-200} $(PY) -m pytest -p no:cacheprovider \
+		tests/integration/test_fuzz.py
+
 bench: generate
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m bench --tiers full
@@ -56,6 +62,13 @@ bench: generate
 bench-quick: generate
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m bench --tiers quick
+
+# Locust against a fresh local stack seeded with the TMDB top-10k, users rising in steps
+# (bench/load.py; BENCHMARKS.md has the figures). E.g. make load LOAD_ARGS="--steps 10,40,80".
+LOAD_ARGS ?=
+load: generate
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m bench.load $(LOAD_ARGS)
 
 clean:
 	rm -rf build $(VENV)

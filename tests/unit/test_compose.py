@@ -1,13 +1,20 @@
 """The container deployment (Dockerfile, docker-compose.yml) agrees with the code it runs.
 
-No Docker engine is needed: the files are parsed and checked against the sources they depend
-on: the variable names Settings reads, each service's port, the modules the commands start, the
-Makefile's protoc command and the Envoy config that gateway.render produces for the network.
+No Docker engine is needed: docker-compose.yml is validated against the official Compose
+Specification JSON schema (the copy check-jsonschema vendors), and the files are checked against
+the sources they depend on: the variable names Settings reads, each service's port, the modules
+the commands start, the Makefile's protoc command and the Envoy config that gateway.render
+produces for the network. The schema says what any Compose file may hold; the checks below it
+say what this project's must.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
+import hashlib
+import importlib.resources
+import json
 import os
 import re
 import shlex
@@ -19,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import jsonschema
 import pytest
 import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -42,6 +50,44 @@ OPERATOR_ENV = {"SERVICE_KEY": "k" * 44}
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _compose_spec() -> dict[str, Any]:
+    """The Compose Specification's schema (compose-spec/compose-spec, schema/compose-spec.json)
+    as check-jsonschema ships it, checked against the sha256 that package records for its copy."""
+    vendor = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+    text = (vendor / "compose-spec.json").read_bytes()
+    recorded = (vendor / "sha256" / "compose-spec.sha256").read_text().split()[0]
+    assert hashlib.sha256(text).hexdigest() == recorded, "the vendored compose-spec.json changed"
+    schema = json.loads(text)
+    assert isinstance(schema, dict) and schema["title"] == "Compose Specification"
+    return schema
+
+
+def _project_schema() -> dict[str, Any]:
+    """The Compose Specification, and on top of it every service this project must define: the
+    registered gRPC services, the worker, the stand-ins and the gateway."""
+    return {"allOf": [_compose_spec(), {
+        "required": ["services"],
+        "properties": {"services": {"required": sorted(EXPECTED_SERVICES)}},
+    }]}
+
+
+def _schema_errors(document: Any) -> list[str]:
+    # The draft the specification declares ($schema; 2020-12 today).
+    validator_class = jsonschema.validators.validator_for(_compose_spec())
+    validator = validator_class(_project_schema())
+    return [f"{e.json_path}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def _interpolated(node: Any) -> Any:
+    """The document as compose sees it once the operator's environment is substituted (compose
+    validates after interpolation)."""
+    if isinstance(node, dict):
+        return {k: _interpolated(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolated(v) for v in node]
+    return _interpolate(node) if isinstance(node, str) else node
 
 
 def _compose() -> dict[str, Any]:
@@ -181,6 +227,40 @@ def _volume_for(service: dict[str, Any], path: str) -> str | None:
 
 def test_expected_services_exist() -> None:
     assert set(_services()) >= EXPECTED_SERVICES
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    """The file as written (anchors merged by YAML) and as compose reads it after interpolation
+    is valid Compose, and names every registered service."""
+    assert {s.name for s in registry.SERVICES} <= EXPECTED_SERVICES
+    document = _compose()
+    assert _schema_errors(document) == []
+    assert _schema_errors(_interpolated(document)) == []
+
+
+@pytest.mark.parametrize("path, value", [
+    (("services", "auth", "restart"), False),  # `restart: no` unquoted is a YAML boolean
+    (("services", "auth", "helthcheck"), {}),  # an unknown key
+    (("services", "redis", "command"), ["redis-server", "--appendonly", True]),
+    (("services", "auth", "depends_on", "mongo"), {"condition": "service_healthy_"}),
+    (("services", "auth", "stop_grace_period"), 15),  # a duration is a string: "15s"
+    (("volume",), {}),  # a top-level key the specification does not have
+])
+def test_the_schema_refuses_what_compose_refuses(path: tuple[str, ...], value: Any) -> None:
+    """The validation has teeth: each of these breaks the file for `docker compose`."""
+    document = copy.deepcopy(_compose())
+    node = document
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    assert _schema_errors(document)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_SERVICES))
+def test_the_schema_requires_every_service(name: str) -> None:
+    document = copy.deepcopy(_compose())
+    del document["services"][name]
+    assert any(f"'{name}' is a required property" in e for e in _schema_errors(document))
 
 
 def test_compose_follows_the_registry() -> None:
