@@ -16,6 +16,7 @@ import jwt
 from services.auth import fields
 from services.auth.email_address import normalise_email
 from services.auth.keys import SigningKey
+from services.auth.password_work import PasswordWork
 from services.auth.profiles import (
     UserProfile,
     is_disabled,
@@ -73,6 +74,7 @@ class AuthService:
         bcrypt_rounds: int = 12,
         password_min_chars: int = 8,
         clock: Callable[[], float] = time.time,
+        passwords: PasswordWork | None = None,
     ) -> None:
         self._users = users
         self._key = key
@@ -84,6 +86,7 @@ class AuthService:
         self._throttle = throttle
         self._rounds = bcrypt_rounds
         self._password_min_chars = password_min_chars
+        self._passwords = passwords or PasswordWork()
         # Checked in place of a stored hash when the name is unknown, so that an unknown name
         # takes as long as a wrong password (5 ms against 250 ms told which names exist).
         self._unknown_user_hash = bcrypt.hashpw(secrets.token_bytes(16),
@@ -97,7 +100,7 @@ class AuthService:
         fields.check_new_password(password, self._password_min_chars)
         email = normalise_email(email)
         fields.check_display_name(name)
-        password_hash = bcrypt.hashpw(password.encode(), bcrypt.gensalt(self._rounds))
+        password_hash = self._passwords.hash(password.encode(), self._rounds)
         try:
             user_id = self._users.add(
                 username=username, email=email, name=name, password_hash=password_hash
@@ -117,7 +120,7 @@ class AuthService:
         self._throttle.check(username)
         user = self._users.by_username(username)
         stored_hash = self._unknown_user_hash if user is None else user["password_hash"]
-        if not bcrypt.checkpw(password.encode(), stored_hash) or user is None:
+        if not self._passwords.check(password.encode(), stored_hash) or user is None:
             self._throttle.failed(username)
             if user is None:  # the contract's 404; the name is at most 32 characters
                 raise NotFound(f"no user named {username!r}")
