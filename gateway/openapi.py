@@ -12,6 +12,11 @@ It describes what the gateway really does, not what a generic tool would guess:
   as RFC 3339, wrappers as nullable values), server streams as newline-delimited JSON;
 - what the descriptors cannot say from the methods' `marquee.openapi.v1` options: statuses other
   than 200 (the `x-http-code` a service sets), the real shape of google.api.HttpBody bodies;
+- what the services require of a request: the fields marked `(google.api.field_behavior) =
+  REQUIRED` (`required` in a body's schema, `required: true` on a query parameter), the fields
+  of a shared message that one request requires of its body and the numeric bounds the
+  services enforce (the fields' `marquee.openapi.v1.field` option: `required`, `minimum`,
+  `maximum`);
 - the error bodies: the services' `{"code", "message", "details"}` and the gateway's own
   `{"message", "status"}` (local_reply_config);
 - the bearer scheme, with `security: []` on the methods declared ACCESS_PUBLIC; internal methods
@@ -21,6 +26,7 @@ It describes what the gateway really does, not what a generic tool would guess:
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -29,7 +35,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from google.api import annotations_pb2, http_pb2
+from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 
@@ -171,6 +177,9 @@ class _Schemas:
 
     def __init__(self, pool: descriptor_pool.DescriptorPool, comments: dict[str, str],
                  options: PrintOptions) -> None:
+        from marquee.openapi.v1 import openapi_pb2  # registers the field option
+
+        self.field_option = openapi_pb2.field
         self.pool = pool
         self.comments = comments
         self.options = options
@@ -187,11 +196,46 @@ class _Schemas:
             self.components[message.full_name] = self.object(message)
         return {"$ref": f"#/components/schemas/{message.full_name}"}
 
-    def object(self, message: Descriptor, leave_out: Iterable[str] = ()) -> dict[str, Any]:
+    def object(self, message: Descriptor, leave_out: Iterable[str] = (),
+               required: Iterable[str] = ()) -> dict[str, Any]:
+        """The message's schema, less the fields `leave_out` names; its required fields are
+        those marked REQUIRED and those `required` names (proto names)."""
+        fields = [f for f in message.fields if f.name not in set(leave_out)]
         schema: dict[str, Any] = {"type": "object", "properties": {
-            self.name(f): self.field(f) for f in message.fields if f.name not in set(leave_out)}}
+            self.name(f): self.field(f) for f in fields}}
+        if needed := [self.name(f) for f in fields
+                      if is_required(f) or f.name in set(required)]:
+            schema["required"] = needed
         if comment := self.comments.get(message.full_name):
             schema["description"] = comment
+        return schema
+
+    def body(self, field: FieldDescriptor) -> dict[str, Any]:
+        """The schema of a request field sent as the whole body (`body: "rating"`): with the
+        fields of its message that this request requires, when its option names any."""
+        required = list(field.GetOptions().Extensions[self.field_option].required)
+        if not required or field.message_type is None:
+            return self.field(field)
+        names = {f.name for f in field.message_type.fields}
+        if unknown := set(required) - names:
+            raise ValueError(f"{field.full_name} requires fields its message lacks: {unknown}")
+        schema = self.object(field.message_type, required=required)
+        if comment := self.comments.get(field.full_name):
+            schema["description"] = comment  # the body's own, as self.field would give it
+        return schema
+
+    def bounded(self, field: FieldDescriptor, schema: dict[str, Any]) -> dict[str, Any]:
+        """The schema of a number with the bounds the field's option declares."""
+        bounds = field.GetOptions().Extensions[self.field_option]
+        if not (bounds.HasField("minimum") or bounds.HasField("maximum")):
+            return schema
+        if schema.get("type") not in ("integer", "number"):
+            raise ValueError(f"{field.full_name}: bounds on a field that is not a JSON number")
+        for name in ("minimum", "maximum"):
+            if bounds.HasField(name):
+                schema[name] = getattr(bounds, name)
+        if schema.get("minimum", -math.inf) > schema.get("maximum", math.inf):
+            raise ValueError(f"{field.full_name}: minimum above maximum")
         return schema
 
     def value(self, field: FieldDescriptor) -> dict[str, Any]:
@@ -209,14 +253,20 @@ class _Schemas:
             schema = {"type": "object",
                       "additionalProperties": self.value(entry.fields_by_name["value"])}
         elif field.is_repeated:
-            schema = {"type": "array", "items": self.value(field)}
+            schema = {"type": "array", "items": self.bounded(field, self.value(field))}
         else:
-            schema = self.value(field)
+            schema = self.bounded(field, self.value(field))
         if comment := self.comments.get(field.full_name):
             # OpenAPI 3.0 ignores the siblings of a $ref: wrap it to keep the description.
             schema = {"allOf": [schema]} if "$ref" in schema else schema
             schema["description"] = comment
         return schema
+
+
+def is_required(field: FieldDescriptor) -> bool:
+    """Whether the field is marked `(google.api.field_behavior) = REQUIRED`."""
+    behavior = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
+    return field_behavior_pb2.REQUIRED in behavior
 
 
 def _field_at(message: Descriptor, dotted: str) -> FieldDescriptor:
@@ -285,6 +335,8 @@ class _Document:
                                          "schema": self.schemas.field(field)}
             if description := parameter["schema"].pop("description", None):
                 parameter["description"] = description
+            if is_required(field) and not prefix:
+                parameter["required"] = True
             if field.is_repeated:
                 parameter.update(style="form", explode=True)  # ?genre=a&genre=b
             yield parameter
@@ -309,7 +361,7 @@ class _Document:
             schema = (self.schemas.object(request, leave_out=in_path) if in_path
                       else self.schemas.ref(request))
         else:
-            schema = self.schemas.field(_field_at(request, rule.body))
+            schema = self.schemas.body(_field_at(request, rule.body))
         return {"required": True, "content": {"application/json": {"schema": schema}}}
 
     def responses(self, method: MethodDescriptor, rule: http_pb2.HttpRule) -> dict[str, Any]:

@@ -206,3 +206,128 @@ def test_file_documents_match_what_the_upload_service_writes(doc: dict[str, Any]
                         size_bytes=3 << 30, sha256="0" * 64, created_at=datetime(2026, 1, 2),
                         task_id="t" * 32)
     _schema_validator(doc, {"type": "array", "items": schema}).validate([file_json(file)])
+
+
+def _body_schema(doc: dict[str, Any], op: dict[str, Any]) -> dict[str, Any]:
+    (content,) = op["requestBody"]["content"].values()
+    schema = content["schema"]
+    if "$ref" in schema:
+        schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    assert isinstance(schema, dict)
+    return schema
+
+
+def test_request_fields_the_services_require_are_required(doc: dict[str, Any]) -> None:
+    """Schemathesis's positive_data_acceptance / negative_data_rejection: a body without a
+    field that the service refuses to go without was valid by the document, and so was
+    /recommendations/status without its task_id. `(google.api.field_behavior) = REQUIRED`, and
+    the `required` of a shared message's body (Rating), now say so; nothing else is required."""
+    ops = _operations(doc)
+    bodies = {
+        ("post", "/auth/register"): {"username", "password", "email", "name"},
+        ("post", "/auth/login"): {"username", "password"},
+        ("post", "/auth/refresh"): {"refresh_token"},
+        ("post", "/auth/verify"): {"token"},
+        ("post", "/auth/logout"): set(),  # refresh_token, or `all` with the bearer token
+        ("post", "/ratings"): {"movie_id", "rating_type"},
+        ("put", "/ratings/{rating_id}"): {"rating_type"},  # movie_id may be left out
+        ("patch", "/ratings/{rating_id}"): {"rating_type"},
+        ("post", "/files/upload"): {"file"},
+        ("post", "/files/{file_id}/operations"): {"operation"},
+        ("post", "/preferences"): set(),
+        ("patch", "/admin/users/{user_id}"): set(),
+    }
+    for route, required in bodies.items():
+        schema = _body_schema(doc, ops[route])
+        assert set(schema.get("required", [])) == required, route
+        assert required <= set(schema["properties"]), route
+    # The Rating that the routes answer with requires nothing of its own: only the requests do.
+    assert "required" not in doc["components"]["schemas"]["marquee.ratings.v1.Rating"]
+    status = {p["name"]: p for p in ops[("get", "/recommendations/status")]["parameters"]}
+    assert status["task_id"]["required"] is True
+    for route, op in ops.items():  # the optional query parameters stay optional
+        for parameter in op.get("parameters", []):
+            if parameter["in"] == "query" and route != ("get", "/recommendations/status"):
+                assert "required" not in parameter, (route, parameter["name"])
+    # A required body is valid with its required fields and invalid without one.
+    login = _schema_validator(doc, _body_schema(doc, ops[("post", "/auth/login")]))
+    login.validate({"username": "alice", "password": "secret"})
+    assert not login.is_valid({"username": "alice"})
+
+
+def _bounds(doc: dict[str, Any], verb: str, path: str) -> dict[str, tuple[Any, Any]]:
+    op = _operations(doc)[(verb, path)]
+    return {p["name"]: (p["schema"].get("minimum"), p["schema"].get("maximum"))
+            for p in op.get("parameters", [])}
+
+
+def test_paging_bounds_are_the_services_own(doc: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    """int32's range was "valid" for page and limit, and the services answered 400 outside
+    theirs: the bounds are declared (the field option `minimum`/`maximum`) with the services'
+    constants, so that the two cannot drift apart."""
+    from services.auth import user_pages
+    from services.catalog import service as catalog
+    from services.common import page_tokens
+    from services.ratings import rating_pages
+    from services.recommendations import criteria
+    from services.task.service import TaskLimits
+
+    monkeypatch.delenv("TASK_LIST_MAX_LIMIT", raising=False)
+    task_max = TaskLimits().list_max
+    assert Settings.from_env().task_list_max_limit == task_max  # the setting's default
+    assert catalog.MAX_PAGE == page_tokens.MAX_PAGE
+    page = (1, page_tokens.MAX_PAGE)
+    page_size = (0, 2**31 - 1)  # a larger page_size is read as the largest page (AIP-158)
+    lists = {
+        ("get", "/movies"): catalog.MAX_LIMIT, ("get", "/v1/movies"): catalog.MAX_LIMIT,
+        ("get", "/tasks"): task_max, ("get", "/v1/tasks"): task_max,
+        ("get", "/admin/tasks"): task_max,
+        ("get", "/files"): task_max, ("get", "/v1/files"): task_max,  # TASK_LIST_MAX_LIMIT too
+        ("get", "/ratings"): rating_pages.MAX_LIMIT, ("get", "/v1/ratings"): rating_pages.MAX_LIMIT,
+        ("get", "/admin/users"): user_pages.MAX_LIMIT,
+    }
+    for (verb, path), max_limit in lists.items():
+        bounds = _bounds(doc, verb, path)
+        assert bounds["page"] == page, path
+        assert bounds["limit"] == (1, max_limit), path
+        if "page_size" in bounds:
+            assert bounds["page_size"] == page_size, path
+    assert _bounds(doc, "get", "/movies")["year"] == (1, 9999)
+    assert _bounds(doc, "get", "/recommendations")["limit"] == (1, criteria.MAX_LIMIT)
+    # Every page, limit and page_size parameter of the document is bounded.
+    for verb, path in _operations(doc):
+        for name, (low, _) in _bounds(doc, verb, path).items():
+            if name in ("page", "limit", "page_size"):
+                assert low in (0, 1), (path, name)
+
+
+@pytest.mark.parametrize("max_limit", [100, 1000])
+def test_the_declared_bounds_are_what_the_paging_accepts(doc: dict[str, Any], max_limit: int
+                                                         ) -> None:
+    """The same numbers, read through the validators themselves: the ends are accepted, one
+    past them refused (page_window, which every list but /movies uses, and the catalog's)."""
+    from services.catalog.service import validate
+    from services.common.errors import InvalidArgument
+    from services.common.page_tokens import page_window
+
+    def window(**kwargs: int) -> None:
+        page_window(**{"page": None, "limit": None, "page_size": 0, **kwargs},  # type: ignore[arg-type]
+                    default_limit=1, max_limit=max_limit)
+
+    def movies(**kwargs: int) -> None:
+        validate(**{"page": None, "limit": None, "year": None, **kwargs},  # type: ignore[arg-type]
+                 language="", sort_field="", sort_order="", page_token="")
+
+    route = ("get", "/movies") if max_limit == 1000 else ("get", "/tasks")
+    bounds = _bounds(doc, *route)
+    check = movies if max_limit == 1000 else window
+    for name in ("page", "limit", *(("year",) if check is movies else ("page_size",))):
+        low, high = bounds[name]
+        check(**{name: low})
+        check(**{name: high})
+        with pytest.raises(InvalidArgument):
+            check(**{name: low - 1})
+        if name != "page_size":
+            with pytest.raises(InvalidArgument):
+                check(**{name: high + 1})
