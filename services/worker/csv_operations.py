@@ -2,17 +2,25 @@
 Pure logic over parsed rows (lists of field values, as services/worker/csv_source.py reads
 them), so values compare as parsed: a row quoted differently is the same row.
 
+Rows come in batches (services/worker/csv_source.py's Batch), and each operation works on a
+batch with C-level steps (map, compress, Counter.update, marshal, str.join) rather than Python
+code per row: the csv module's parsing is then most of an operation's time.
+
 Memory stays bounded whatever the file's size, and results are exact:
-- dedupe spills each row, and each row's key (its values in the key columns, marshalled) to one
-  of P partition files chosen by the key's hash, so equal keys meet in one partition. Each
-  partition is then read alone with a set of its keys, in row order, which marks every row
-  whose key an earlier row had in a bitmap of one bit per row. The rows are read back in their
-  order and those not marked are written: first occurrences, in the original order. P grows
+- dedupe spills the rows, and each row's key (its values in the key columns, marshalled) with
+  the row's number to one of P partition files chosen by the key's hash, so equal keys meet in
+  one partition. Each partition is then read alone into a dict from key to its first row, which
+  marks the first occurrences in a bytearray of one byte per row. The rows are read back in
+  their order and the marked ones written: first occurrences, in the original order. P grows
   with the file (PARTITION_BYTES of input each), so a partition's keys fit in memory.
 - unique counts values in a dict while it holds at most MAX_VALUES_IN_MEMORY of them; past that
   it spills the counts to hash partitions, then sums each partition alone, sorts it, and merges
   the sorted partitions into the answer.
 - filter writes matching rows as it reads them.
+
+Spills are marshal (version 2: no back-references, so nothing is remembered across records):
+written and read back by the same process, never from outside it, and several times faster
+than pickle for lists of strings.
 """
 
 from __future__ import annotations
@@ -24,14 +32,22 @@ import json
 import marshal
 import math
 import operator
-import pickle
 import re
+from bisect import bisect_right
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain, compress, repeat
 from pathlib import Path
 from typing import IO, Any
 
-from services.worker.operation_spec import Plan, ResolvedCondition
+from services.worker.operation_spec import (
+    DEDUPE,
+    UNIQUE,
+    VALUELESS_OPS,
+    Plan,
+    ResolvedCondition,
+)
 
 CSV_TYPE = "text/csv; charset=utf-8"
 JSON_TYPE = "application/json"
@@ -41,11 +57,13 @@ MAX_PARTITIONS = 512
 MAX_VALUES_IN_MEMORY = 200_000
 OUT_CHUNK = 1 << 20
 SPILL_BUFFER = 32 << 10
-# Protocol 2 names each memo entry by an index that restarts with every record, so reading a
-# spill back keeps only the last record's objects; from protocol 4 on, the unpickler's memo
-# grows with every record read and held the whole spill (a 100 MiB dedupe peaked at 395 MB).
-SPILL_PROTOCOL = 2
-TICK_EVERY = 4096  # records between two calls of a run's tick (progress, lease, cancel)
+SPILL_VERSION = 2  # marshal's: no back-references (version 3 on shares equal objects)
+_SIZE_BYTES = 8
+# Keys held before they go to their partitions: in bigger writes, one per partition.
+KEYS_BUFFERED = 8192
+# What filter remembers of its answers for a column's values: how many values, and characters.
+ANSWERS_KEPT = 65536
+ANSWER_CHARS_KEPT = 4 << 20
 
 
 @dataclass
@@ -76,9 +94,12 @@ class _Spill:
             open(p, "wb", buffering=SPILL_BUFFER)  # noqa: SIM115
             for p in self._paths]
 
-    def writer(self, index: int) -> Callable[[bytes], Any]:
+    def write(self, index: int, value: Any) -> None:
+        """Appends `value`, after its size: marshal.load reads a file in many small reads, so
+        each value is read whole and unmarshalled from memory."""
         assert self._files is not None
-        return self._files[index].write
+        data = marshal.dumps(value, SPILL_VERSION)
+        self._files[index].write(len(data).to_bytes(_SIZE_BYTES, "little") + data)
 
     def close(self) -> None:
         for f in self._files or ():
@@ -87,93 +108,147 @@ class _Spill:
 
     def read(self, index: int) -> Iterator[Any]:
         with open(self._paths[index], "rb", buffering=1 << 20) as f:
-            load = pickle.Unpickler(f).load
-            while True:
-                try:
-                    yield load()
-                except EOFError:
-                    return
+            while size := int.from_bytes(f.read(_SIZE_BYTES), "little"):
+                yield marshal.loads(f.read(size))
 
     def remove(self, index: int) -> None:
         self._paths[index].unlink(missing_ok=True)
 
 
-def _key_getter(key: Sequence[int]) -> Callable[[list[str]], bytes]:
-    """A row's key as bytes: its values in the key columns, marshalled (version 2, which
-    writes no back-references, so equal keys give equal bytes whatever object they are)."""
-    pick = operator.itemgetter(*key)
-    if len(key) == 1:
-        return lambda fields: marshal.dumps((pick(fields),), 2)
-    return lambda fields: marshal.dumps(pick(fields), 2)
+def _csv_line(fields: Sequence[str]) -> str:
+    """One row as comma-delimited CSV (RFC 4180: CRLF, quotes only where needed)."""
+    return _csv_rows([list(fields)])
 
 
-def _csv_chunks(header: Sequence[str], rows: Iterable[Sequence[str]]) -> Iterator[bytes]:
-    """The header and rows as comma-delimited UTF-8 CSV (RFC 4180: CRLF, quotes only where
-    needed), in chunks of about OUT_CHUNK bytes."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow(row)
-        if buffer.tell() >= OUT_CHUNK:
-            yield buffer.getvalue().encode()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue().encode()
+def _csv_field(value: str) -> str:
+    if '"' in value:
+        return '"' + value.replace('"', '""') + '"'
+    if "," in value or "\n" in value or "\r" in value:
+        return '"' + value + '"'
+    return value
+
+
+def _csv_rows(rows: Iterable[list[str]]) -> str:
+    """The rows as csv.writer writes them (comma, quotes only around a comma, quote or line
+    break, quotes doubled, CRLF), in under half its time: its C loop copies every character
+    into a buffer of its own, where str.join and `in` work on whole strings. A row of one
+    empty field, which csv.writer quotes, is left to csv.writer."""
+    rows = list(rows)
+    if 1 in map(len, rows):
+        out = io.StringIO()
+        csv.writer(out).writerows(rows)
+        return out.getvalue()
+    return "".join([",".join(map(_csv_field, row)) + "\r\n" for row in rows])
+
+
+def _encoded(texts: Iterable[str]) -> Iterator[bytes]:
+    """The texts as UTF-8, in chunks of about OUT_CHUNK bytes."""
+    parts: list[str] = []
+    size = 0
+    for text in texts:
+        parts.append(text)
+        size += len(text)
+        if size >= OUT_CHUNK:
+            yield "".join(parts).encode()
+            parts, size = [], 0
+    yield "".join(parts).encode()
 
 
 class Dedupe:
-    """Rows whose key equals an earlier row's are dropped; first occurrences keep their order."""
+    """Rows whose key equals an earlier row's are dropped; first occurrences keep their order.
+
+    A key is its values marshalled (version 2 writes no back-references, so equal values give
+    equal bytes whatever objects hold them): one bytes object, cheap to hash, spill and compare.
+    A key of all columns is the whole row, so the keys are also the spill of the rows.
+    """
 
     content_type = CSV_TYPE
 
-    def __init__(self, plan: Plan, size_bytes: int, spill_dir: Path) -> None:
+    def __init__(self, plan: Plan, size_bytes: int, spill_dir: Path, columns: int) -> None:
         self.tally = Tally()
-        self._key = _key_getter(plan.key)
+        self._whole_row = list(plan.key) == list(range(columns))
+        self._key = operator.itemgetter(*plan.key)  # a value, or a tuple of them
         self._count = partitions_for(size_bytes)
         self._rows = _Spill(spill_dir, "rows", 1)
         self._keys = _Spill(spill_dir, "keys", self._count)
-        self._write_row = self._rows.writer(0)
-        self._key_writers = [self._keys.writer(i) for i in range(self._count)]
         self._added = 0
+        self._numbers: list[int] = []
+        self._buffered: list[Any] = []
 
-    def add(self, fields: list[str]) -> None:
-        key = self._key(fields)
-        self._key_writers[hash(key) % self._count](pickle.dumps((self._added, key), SPILL_PROTOCOL))
-        self._write_row(pickle.dumps(fields, SPILL_PROTOCOL))
-        self._added += 1
+    def add_rows(self, rows: list[list[str]]) -> None:
+        if not rows:
+            return
+        keys = list(map(marshal.dumps, rows if self._whole_row else map(self._key, rows),
+                        repeat(SPILL_VERSION)))
+        self._rows.write(0, keys if self._whole_row else rows)
+        self._buffered += keys
+        self._numbers += range(self._added, self._added + len(rows))
+        self._added += len(rows)
+        if len(self._numbers) >= KEYS_BUFFERED:
+            self._flush_keys()
+
+    def _flush_keys(self) -> None:
+        """The keys held so far, each with its row's number, to their partitions; the numbers
+        in a partition stay in order."""
+        numbers, keys = self._numbers, self._buffered
+        self._numbers, self._buffered = [], []
+        if not numbers:
+            return
+        if self._count == 1:
+            self._keys.write(0, (numbers, keys))
+            return
+        parts = list(map(operator.mod, map(hash, keys), repeat(self._count)))
+        order = sorted(range(len(parts)), key=parts.__getitem__)  # stable: rows stay in order
+        parts = list(map(parts.__getitem__, order))
+        numbers = list(map(numbers.__getitem__, order))
+        keys = list(map(keys.__getitem__, order))
+        start = 0
+        while start < len(parts):
+            end = bisect_right(parts, parts[start], start)
+            self._keys.write(parts[start], (numbers[start:end], keys[start:end]))
+            start = end
 
     def result(self, header: Sequence[str], tick: Tick) -> Iterator[bytes]:
+        self._flush_keys()
         self._rows.close()
         self._keys.close()
-        repeated = self._mark_repeats(tick)
-        return _csv_chunks(header, self._first_occurrences(repeated, tick))
+        first = self._mark_first(tick)
+        return _encoded(chain((_csv_line(header),), self._first_occurrences(first, tick)))
 
-    def _mark_repeats(self, tick: Tick) -> bytearray:
-        """A bit per row, set for a row whose key an earlier row had."""
-        repeated = bytearray((self._added + 7) // 8)
+    def _mark_first(self, tick: Tick) -> bytearray:
+        """A byte per row, 1 for the row whose key no earlier row had."""
+        first = bytearray(self._added)
         for index in range(self._count):
-            seen: set[bytes] = set()
-            for n, (row, key) in enumerate(self._keys.read(index), 1):
-                if key in seen:
-                    repeated[row >> 3] |= 1 << (row & 7)
-                    self.tally.duplicates += 1
-                else:
-                    seen.add(key)
-                if n % TICK_EVERY == 0:
-                    tick()
-            self.tally.distinct += len(seen)
+            numbers: list[int] = []
+            keys: list[Any] = []
+            for some_numbers, some_keys in self._keys.read(index):
+                numbers += some_numbers
+                keys += some_keys
+            # Built backwards, each key ends up with its earliest row (the last one assigned).
+            earliest = dict(zip(reversed(keys), reversed(numbers), strict=True))
+            deque(map(first.__setitem__, earliest.values(), repeat(1)), maxlen=0)
+            self.tally.distinct += len(earliest)
+            self.tally.duplicates += len(keys) - len(earliest)
             self._keys.remove(index)
-        return repeated
+            tick()
+        return first
 
-    def _first_occurrences(self, repeated: bytearray, tick: Tick) -> Iterator[list[str]]:
-        for row, fields in enumerate(self._rows.read(0)):
-            if not repeated[row >> 3] & (1 << (row & 7)):
-                self.tally.rows_out += 1
-                yield fields
-            if row % TICK_EVERY == 0:
-                tick()
+    def _first_occurrences(self, first: bytearray, tick: Tick) -> Iterator[str]:
+        at = 0
+        for rows in self._rows.read(0):
+            marks = first[at : at + len(rows)]
+            at += len(rows)
+            self.tally.rows_out += marks.count(1)
+            kept = compress(rows, marks)
+            yield _csv_rows(map(marshal.loads, kept) if self._whole_row else kept)
+            tick()
         self._rows.remove(0)
+
+
+def _entries(chunks: Iterable[list[Any]]) -> Iterator[tuple[Any, ...]]:
+    """The entries of a spill written a list at a time (marshal gives tuples back as tuples)."""
+    for chunk in chunks:
+        yield from chunk
 
 
 class UniqueValues:
@@ -185,29 +260,30 @@ class UniqueValues:
     def __init__(self, plan: Plan, column_name: str, size_bytes: int, spill_dir: Path,
                  max_in_memory: int = MAX_VALUES_IN_MEMORY) -> None:
         self.tally = Tally()
-        self._index = plan.column
         self._name = column_name
-        self._counts: dict[str, int] = {}
+        self._counts: Counter[str] = Counter()
+        self._value = operator.itemgetter(plan.column)
         self._max = max_in_memory
         self._spill_dir = spill_dir
         self._partition_count = partitions_for(size_bytes)
         self._spill: _Spill | None = None
 
-    def add(self, fields: list[str]) -> None:
-        value = fields[self._index]
-        counts = self._counts
-        counts[value] = counts.get(value, 0) + 1
-        if len(counts) > self._max:
+    def add_rows(self, rows: list[list[str]]) -> None:
+        self._counts.update(map(self._value, rows))
+        if len(self._counts) > self._max:
             self._spill_counts()
 
     def _spill_counts(self) -> None:
         if self._spill is None:
             self._spill = _Spill(self._spill_dir, "values", self._partition_count)
         count = self._partition_count
-        writers = [self._spill.writer(i) for i in range(count)]
-        for value, n in self._counts.items():
-            writers[hash(value) % count](pickle.dumps((value, n), SPILL_PROTOCOL))
-        self._counts = {}
+        parts: list[list[tuple[str, int]]] = [[] for _ in range(count)]
+        for entry in self._counts.items():
+            parts[hash(entry[0]) % count].append(entry)
+        for index, entries in enumerate(parts):
+            if entries:
+                self._spill.write(index, entries)
+        self._counts = Counter()
 
     def result(self, header: Sequence[str], tick: Tick) -> Iterator[bytes]:
         del header
@@ -217,7 +293,7 @@ class UniqueValues:
             self.tally.distinct = len(self._counts)
         else:
             ordered = self._merged_runs(tick)
-        self._counts = {}
+        self._counts = Counter()
         return self._json(ordered)
 
     def _merged_runs(self, tick: Tick) -> Iterator[tuple[int, str]]:
@@ -228,7 +304,7 @@ class UniqueValues:
         return self._merge(runs)
 
     def _merge(self, runs: _Spill) -> Iterator[tuple[int, str]]:
-        yield from heapq.merge(*(runs.read(i) for i in range(self._partition_count)))
+        yield from heapq.merge(*(_entries(runs.read(i)) for i in range(self._partition_count)))
         for index in range(self._partition_count):
             runs.remove(index)
 
@@ -239,11 +315,11 @@ class UniqueValues:
         runs = _Spill(self._spill_dir, "runs", self._partition_count)
         for index in range(self._partition_count):
             summed: dict[str, int] = {}
-            for value, n in self._spill.read(index):
+            for value, n in _entries(self._spill.read(index)):
                 summed[value] = summed.get(value, 0) + n
-            write = runs.writer(index)
-            for entry in sorted((-n, value) for value, n in summed.items()):
-                write(pickle.dumps(entry, SPILL_PROTOCOL))
+            ordered = sorted((-n, value) for value, n in summed.items())
+            for at in range(0, len(ordered), KEYS_BUFFERED):
+                runs.write(index, ordered[at : at + KEYS_BUFFERED])
             self.tally.distinct += len(summed)
             self._spill.remove(index)
             tick()
@@ -285,34 +361,60 @@ _ORDER = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": opera
           "eq": operator.eq, "ne": operator.ne}
 
 
-def _predicate(condition: ResolvedCondition) -> Callable[[list[str]], bool]:
-    i, op, value = condition.index, condition.op, condition.value
-    if op == "empty":
-        return lambda fields: not fields[i].strip()
-    if op == "not_empty":
-        return lambda fields: bool(fields[i].strip())
+Answers = Callable[[list[str]], Iterable[bool]]  # a condition on each value of a column
+
+
+def _answers(condition: ResolvedCondition) -> Answers:
+    op, value = condition.op, condition.value
     if op == "contains":
-        return lambda fields: value in fields[i]
+        return lambda values: map(str.__contains__, values, repeat(value))
     if op == "startswith":
-        return lambda fields: fields[i].startswith(value)
+        return lambda values: map(str.startswith, values, repeat(value))
+    if op in VALUELESS_OPS:
+        wanted = op == "empty"
+        return _remembered(lambda field: (not field.strip()) == wanted)
     compare = _ORDER[op]
     number = as_number(value)
     if number is None:  # the condition's side is text, so every comparison is
-        return lambda fields: bool(compare(fields[i], value))
+        return _remembered(lambda field: bool(compare(field, value)))
 
-    def check(fields: list[str]) -> bool:
-        field = fields[i]
+    def compared(field: str) -> bool:
         mine = as_number(field)
         return bool(compare(field, value) if mine is None else compare(mine, number))
 
-    return check
+    return _remembered(compared)
 
 
-def row_matcher(plan: Plan) -> Callable[[list[str]], bool]:
-    checks = [_predicate(c) for c in plan.conditions]
-    if plan.match_all:
-        return lambda fields: all(check(fields) for check in checks)
-    return lambda fields: any(check(fields) for check in checks)
+def _remembered(answer: Callable[[str], bool]) -> Answers:
+    """`answer` for each value, worked out once per distinct value: a column repeats its values
+    (a rating, a year), and a dict lookup costs less than reading a number. What is remembered
+    is bounded (ANSWERS_KEPT values, ANSWER_CHARS_KEPT characters); past that it starts over."""
+    known: dict[str, bool] = {}
+    chars = 0
+
+    def answers(values: list[str]) -> Iterable[bool]:
+        nonlocal chars
+        new = set(values).difference(known)
+        if len(known) + len(new) > ANSWERS_KEPT or chars + sum(map(len, new)) > ANSWER_CHARS_KEPT:
+            known.clear()
+            new, chars = set(values), 0
+        known.update(zip(new, map(answer, new), strict=True))
+        chars += sum(map(len, new))
+        return map(known.__getitem__, values)
+
+    return answers
+
+
+def row_selector(plan: Plan) -> Callable[[list[list[str]]], Iterable[bool]]:
+    """Whether each row of a batch matches all (or any) of the plan's conditions."""
+    conditions = [(operator.itemgetter(c.index), _answers(c)) for c in plan.conditions]
+    combine = all if plan.match_all else any
+
+    def select(rows: list[list[str]]) -> Iterable[bool]:
+        columns = [answers(list(map(column, rows))) for column, answers in conditions]
+        return columns[0] if len(columns) == 1 else map(combine, zip(*columns, strict=True))
+
+    return select
 
 
 class Filter:
@@ -322,25 +424,38 @@ class Filter:
 
     def __init__(self, plan: Plan, spill_dir: Path) -> None:
         self.tally = Tally()
-        self._matches = row_matcher(plan)
+        self._select = row_selector(plan)
         self._path = spill_dir / "matches"
-        # Written row by row while the file is read; closed by result().
+        # Written batch by batch while the file is read; closed by result().
         self._file: IO[str] | None = open(self._path, "w", encoding="utf-8",  # noqa: SIM115
                                           newline="")
-        self._writer = csv.writer(self._file)
 
-    def add(self, fields: list[str]) -> None:
-        if self._matches(fields):
-            self._writer.writerow(fields)
-            self.tally.rows_out += 1
+    def add_rows(self, rows: list[list[str]]) -> None:
+        assert self._file is not None
+        matched = list(compress(rows, self._select(rows)))
+        self._file.write(_csv_rows(matched))
+        self.tally.rows_out += len(matched)
 
     def result(self, header: Sequence[str], tick: Tick) -> Iterator[bytes]:
         assert self._file is not None
         self._file.close()
         self._file = None
-        yield from _csv_chunks(header, ())
+        yield _csv_line(header).encode()
         with open(self._path, "rb") as f:
             while chunk := f.read(OUT_CHUNK):
                 yield chunk
                 tick()
         self._path.unlink(missing_ok=True)
+
+
+Operation = Dedupe | UniqueValues | Filter
+
+
+def start_operation(checked: Plan, header: list[str], size_bytes: int, spill_dir: Path
+                    ) -> Operation:
+    """The operation a plan asks for, ready for the file's rows."""
+    if checked.operation == DEDUPE:
+        return Dedupe(checked, size_bytes, spill_dir, len(header))
+    if checked.operation == UNIQUE:
+        return UniqueValues(checked, header[checked.column], size_bytes, spill_dir)
+    return Filter(checked, spill_dir)

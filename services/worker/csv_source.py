@@ -3,6 +3,11 @@
 A hostile file costs no more than a fair one: every record is bounded (CsvLimits) while it is
 read, before the csv module or anything after it works on it, and a record over its bound is
 skipped in pieces, never held whole.
+
+Rows are parsed a block of text at a time (BLOCK_CHARS, never more than the row bound): every
+record that starts and ends inside a block is within its bound, so the csv module reads the
+block straight through, with no Python code per line. A record that a block cannot hold whole
+is read line by line by CsvLines, which bounds it as it goes; so is the header.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +34,12 @@ HEAD_CHARS = 2000  # what a record skipped for its length keeps, to show which r
 MAX_RAW = 2000  # the characters of a rejected row that its report shows
 DELIMITERS = ",;\t|"  # the sniffer's candidates; a comma wins ties
 _SKIP_CHARS = 1 << 16  # the piece size in which an over-long record is read past
+# Characters parsed at a time; a record longer than this is read line by line (CsvLines).
+BLOCK_CHARS = 1 << 16
+# What str.splitlines splits at besides \n, \r\n and \r (csv.reader is given lines split
+# where TextIOWrapper(newline="") splits them, as CsvLines gives them).
+_OTHER_BREAKS = "\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+_LINE_END = re.compile(r"\r\n?|\n")
 _QUOTED = re.compile(r'"[^"]*"')
 # Blank lines are skipped before csv.reader sees them: a file of nothing else is read at a
 # fraction of a microsecond per line, not the microsecond and more that a record costs.
@@ -72,6 +84,58 @@ class Record(NamedTuple):
     fields: list[str]
     rejected: str = ""
     head: str = ""
+
+
+class _Source(NamedTuple):
+    """The text a block's records were parsed from, to find the lines they start on."""
+
+    text: str
+    first_line: int
+    delimiter: str
+
+
+class Batch:
+    """Consecutive non-blank records: their fields, and the line each starts on. A record
+    skipped for its length comes alone, as `skipped`, in a batch with no rows. The lines of a
+    block's records are found only when asked for (a malformed row, an import): by parsing its
+    text again, which costs less than counting lines for the rows that never need them."""
+
+    __slots__ = ("_lines", "_source", "rows", "skipped")
+
+    def __init__(self, rows: list[list[str]], lines: list[int] | None = None,
+                 skipped: Record | None = None, source: _Source | None = None) -> None:
+        self.rows = rows
+        self.skipped = skipped
+        self._lines = lines
+        self._source = source
+
+    @property
+    def lines(self) -> list[int]:
+        if self._lines is None:
+            assert self._source is not None
+            text, first_line, delimiter = self._source
+            reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+            self._lines = []
+            start = first_line
+            for fields in reader:
+                if any(map(str.strip, fields)):
+                    self._lines.append(start)
+                start = first_line + reader.line_num
+        return self._lines
+
+    def split(self, columns: int) -> tuple[list[list[str]], list[Record]]:
+        """The rows with `columns` fields, and the other records (malformed)."""
+        rows = self.rows
+        if rows and min(map(len, rows)) == columns == max(map(len, rows)):
+            return rows, []  # the common case, checked without a Python step per row
+        good: list[list[str]] = []
+        bad = [self.skipped] if self.skipped else []
+        for line, fields in zip(self.lines, rows, strict=True):
+            if len(fields) == columns:
+                good.append(fields)
+            else:
+                bad.append(Record(line, fields))
+        return good, bad
 
 
 class ByteStream(io.RawIOBase):
@@ -183,6 +247,44 @@ def _first_line(sample: bytes, encoding: str) -> str:
     return next((line for line in text.splitlines() if line.strip()), "")
 
 
+class _Text:
+    """The decoded text, read in blocks (the fast path) or by lines (CsvLines), with text read
+    ahead and not used put back in front. A line is split where TextIOWrapper(newline="")
+    splits it: at \n, \r\n or a lone \r."""
+
+    def __init__(self, text: io.TextIOBase) -> None:
+        self._text = text
+        self._back = ""
+
+    def unread(self, text: str) -> None:
+        self._back = text + self._back
+
+    def read(self, size: int) -> str:
+        """`size` characters, fewer only at the end of the text."""
+        if not self._back:
+            return self._text.read(size)
+        head, self._back = self._back[:size], self._back[size:]
+        return head + self._text.read(size - len(head)) if len(head) < size else head
+
+    def readline(self, size: int) -> str:
+        """A line with its line break, cut at `size` characters."""
+        if not self._back:
+            return self._text.readline(size)
+        end = _LINE_END.search(self._back, 0, size)
+        cut = end.end() if end else min(size, len(self._back))
+        line, self._back = self._back[:cut], self._back[cut:]
+        if self._back or len(line) == size:
+            return line
+        if not end:  # the put-back text ended inside the line: the rest follows
+            return line + self._text.readline(size - len(line))
+        if line.endswith("\r"):  # perhaps the \r of a \r\n whose \n was not read yet
+            after = self._text.read(1)
+            if after == "\n" and len(line) < size:
+                return line + after
+            self._back = after
+        return line
+
+
 class _RecordTooLong(Exception):
     """Raised by CsvLines, through csv.reader, when a record outgrows its bound."""
 
@@ -196,12 +298,11 @@ class CsvLines:
     raising; csv.reader starts afresh at its next record.
     """
 
-    def __init__(self, text: io.TextIOBase, limit: int) -> None:
+    def __init__(self, text: _Text, limit: int) -> None:
         self._text = text
         self.limit = limit
         self.lines_read = 0
         self._last_char = ""  # of the piece at which a record outgrew its bound
-        self._after_cr = False  # a line read past ended with \r, perhaps cut from its \n
         self.start_record()
 
     def start_record(self) -> None:
@@ -216,12 +317,6 @@ class CsvLines:
     def __next__(self) -> str:
         room = self.limit - self._chars
         line = self._text.readline(room + 1)
-        if self._after_cr:
-            self._after_cr = False
-            if line == "\n":
-                # The \n of a \r\n that a size cut in two: it ends no line of its own. (Only a
-                # cut parts them: the decoder holds a final \r back until it sees what follows.)
-                line = self._text.readline(room + 1)
         if not self._chars:
             while line in _BARE_LINE_BREAKS:  # blank lines between records: count them only
                 self.lines_read += 1
@@ -249,7 +344,12 @@ class CsvLines:
                 break
             self._quotes += piece.count('"')
             last = piece[-1]
-        self._after_cr = last == "\r"
+        if last == "\r":
+            # The \n of a \r\n that a size cut in two ends no line of its own. (Only a cut
+            # parts them: the decoder holds a final \r back until it sees what follows.)
+            after = self._text.read(1)
+            if after != "\n":
+                self._text.unread(after)
         self.lines_read += 1
         return self._quotes % 2 == 0
 
@@ -270,21 +370,30 @@ def detect_dialect(stream: ByteStream, whole_file_is_utf8: Callable[[], bool]) -
 
 def records(stream: ByteStream, whole_file_is_utf8: Callable[[], bool], limits: CsvLimits,
             dialect: Dialect | None = None) -> Iterator[Record]:
-    """Each non-blank record, the header first. A header over a bound rejects the file; a later
-    record over its bound comes rejected, unread, and reading goes on at the next line. A
-    caller that detected the dialect already passes it."""
+    """Each non-blank record, the header first (record_batches, one at a time)."""
+    for batch in record_batches(stream, whole_file_is_utf8, limits, dialect):
+        yield from map(Record, batch.lines, batch.rows)
+        if batch.skipped:
+            yield batch.skipped
+
+
+def record_batches(stream: ByteStream, whole_file_is_utf8: Callable[[], bool],
+                   limits: CsvLimits, dialect: Dialect | None = None) -> Iterator[Batch]:
+    """The non-blank records in batches, the header alone in the first. A header over a bound
+    rejects the file; a later record over its bound comes rejected, unread, and reading goes on
+    at the next line. A caller that detected the dialect already passes it."""
     encoding, delimiter = dialect or detect_dialect(stream, whole_file_is_utf8)
-    text = io.TextIOWrapper(io.BufferedReader(stream, 1 << 16), encoding=encoding,
-                            errors="strict", newline="")
+    text = _Text(io.TextIOWrapper(io.BufferedReader(stream, 1 << 16), encoding=encoding,
+                                  errors="strict", newline=""))
     lines = CsvLines(text, limits.max_header_chars)
     reader = csv.reader(lines, delimiter=delimiter)
     try:
         header = _header(lines, reader, limits)
         if header is None:
             return
-        yield header
+        yield Batch([header.fields], [header.line])
         lines.limit = limits.max_row_chars
-        yield from _rows(lines, reader)
+        yield from _batches(text, lines, reader, delimiter)
     except csv.Error as exc:
         raise FileRejected(f"line {lines.record_line}: {exc}") from None
     except UnicodeDecodeError as exc:
@@ -315,18 +424,87 @@ def _header(lines: CsvLines, reader: Iterator[list[str]], limits: CsvLimits) -> 
     return Record(lines.record_line, fields)
 
 
-def _rows(lines: CsvLines, reader: Iterator[list[str]]) -> Iterator[Record]:
-    """Every non-blank record after the header; one over its bound comes rejected, unread."""
+def _batches(text: _Text, lines: CsvLines, reader: Iterator[list[str]], delimiter: str
+             ) -> Iterator[Batch]:
+    """Every non-blank record after the header, a block at a time. A record that no block holds
+    whole is read alone, line by line; after a csv error, the rest is, so that the error names
+    its record's line."""
+    size = min(BLOCK_CHARS, lines.limit)
     while True:
-        lines.start_record()
+        block, final = _block(text, size)
         try:
-            for fields in reader:
-                if any(map(str.strip, fields)):
-                    yield Record(lines.record_line, fields)
-                lines.start_record()
+            batch, used_lines, used_chars = _parse(block, final, lines.lines_read + 1, delimiter)
+        except csv.Error:
+            text.unread(block)
+            while (one := _one_record(lines, reader)) is not None:
+                yield one
             return
-        except _RecordTooLong:
-            yield _skipped(lines)
+        text.unread(block[used_chars:])
+        lines.lines_read += used_lines
+        if batch.rows:
+            yield batch
+        if final:
+            return
+        if not used_lines:  # the block's first record does not end in it
+            one = _one_record(lines, reader)
+            if one is None:
+                return
+            yield one
+
+
+def _block(text: _Text, size: int) -> tuple[str, bool]:
+    """At most `size` characters of whole lines (fewer at a \r that may be half of a \r\n),
+    and whether they are the rest of the text. No line break within `size`: an empty block."""
+    chunk = text.read(size)
+    if len(chunk) < size:
+        return chunk, True
+    cut = max(chunk.rfind("\n"), chunk.rfind("\r", 0, size - 1)) + 1
+    text.unread(chunk[cut:])
+    return chunk[:cut], False
+
+
+def _lines_of(block: str) -> list[str]:
+    """The block's lines, split where TextIOWrapper(newline="") splits them. str.splitlines is
+    the fastest way, and splits there too unless the text holds one of its other breaks."""
+    if any(map(block.__contains__, _OTHER_BREAKS)):
+        return list(io.StringIO(block, newline=""))
+    return block.splitlines(keepends=True)
+
+
+def _parse(block: str, final: bool, first_line: int, delimiter: str
+           ) -> tuple[Batch, int, int]:
+    """The non-blank records that end in `block` (the whole of it when `final`), and the lines
+    and characters they take: a record cut off by the block's end is left to be read again
+    with what follows. Each record is within its bound, as the block is."""
+    lines = _lines_of(block)
+    # A blank line after the block: a blank record if the last record ended, else more of it.
+    # (A lone \r: it cannot make one line break with the block's last.)
+    rows = list(csv.reader(lines if final else itertools.chain(lines, ("\r",)),
+                           delimiter=delimiter))
+    used_lines, used_chars = len(lines), len(block)
+    if not final and (cut_off := rows.pop()):  # not the blank line: a record cut off
+        # Each of its lines ended inside its quotes, as did the blank line, so each of their
+        # breaks is in its fields: their count says on which line it starts.
+        breaks = sum(f.count("\n") + f.count("\r") - f.count("\r\n") for f in cut_off)
+        used_lines = len(lines) + 1 - breaks
+        used_chars = sum(map(len, lines[:used_lines]))
+    # Blank records (no fields, or only spaces) are dropped, with no Python step per row.
+    rows = list(itertools.compress(rows, map(str.strip, map("".join, rows))))
+    return (Batch(rows, source=_Source(block[:used_chars], first_line, delimiter)), used_lines,
+            used_chars)
+
+
+def _one_record(lines: CsvLines, reader: Iterator[list[str]]) -> Batch | None:
+    """The next non-blank record, read line by line within its bound; None at the end."""
+    lines.start_record()
+    try:
+        for fields in reader:
+            if any(map(str.strip, fields)):
+                return Batch([fields], [lines.record_line])
+            lines.start_record()
+        return None
+    except _RecordTooLong:
+        return Batch([], [], _skipped(lines))
 
 
 def _skipped(lines: CsvLines) -> Record:

@@ -25,17 +25,24 @@ from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
 from services.common import jobs
 from services.common.errors import InvalidArgument
 from services.worker import task_claims
-from services.worker.csv_operations import TICK_EVERY, Dedupe, Filter, Tally, UniqueValues
+from services.worker.csv_operations import (
+    Dedupe,
+    Operation,
+    Tally,
+    UniqueValues,
+    start_operation,
+)
 from services.worker.csv_source import (
+    Batch,
     ByteStream,
     CsvLimits,
     detect_dialect,
     is_utf8,
     raw_sample,
-    records,
+    record_batches,
 )
 from services.worker.movie_rows import FileRejected, field_count_reason
-from services.worker.operation_spec import DEDUPE, UNIQUE, plan, spec_from_message
+from services.worker.operation_spec import plan, spec_from_message
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +50,6 @@ REPORT_SECONDS = 1.0
 # Rejected rows sent in one report at most: a report is one message (the task service takes
 # 16 MiB), and each row shows at most MAX_RAW characters.
 MAX_ROWS_PER_REPORT = 1000
-
-Operation = Dedupe | UniqueValues | Filter
-
 
 @dataclass
 class OperationClients:
@@ -99,45 +103,36 @@ class OperationRun:
 
         stream = ByteStream(chunks())
         dialect = detect_dialect(stream, lambda: is_utf8(chunks()))
-        rows = records(stream, lambda: True, limits, dialect)
-        header = next(rows, None)
-        if header is None:
+        batches = record_batches(stream, lambda: True, limits, dialect)
+        first = next(batches, None)
+        if first is None:
             raise FileRejected("the file has only blank lines: it has no header")
-        spec = spec_from_message(operation_message)
-        checked = plan(spec, header.fields)
-        operation: Operation
-        if checked.operation == DEDUPE:
-            operation = Dedupe(checked, file.size_bytes, spill_dir)
-        elif checked.operation == UNIQUE:
-            operation = UniqueValues(checked, header.fields[checked.column], file.size_bytes,
-                                     spill_dir)
-        else:
-            operation = Filter(checked, spill_dir)
-        self._read(rows, len(header.fields), operation, stream)
+        header = first.rows[0]
+        operation = start_operation(plan(spec_from_message(operation_message), header), header,
+                                    file.size_bytes, spill_dir)
+        self._read(batches, len(header), operation, stream)
         self.progress.bytes_processed = file.size_bytes
         self.tick(operation.tally)
-        stored = self._store(file, operation.result(header.fields,
-                                                    lambda: self.tick(operation.tally)))
+        stored = self._store(file, operation.result(header, lambda: self.tick(operation.tally)))
         self.tick(operation.tally)
         return stored
 
-    def _read(self, rows: Iterator, columns: int, operation: Operation, stream: ByteStream
-              ) -> None:
-        progress, add = self.progress, operation.add
-        for record in rows:
-            progress.rows_read += 1
-            if record.rejected or len(record.fields) != columns:
+    def _read(self, batches: Iterator[Batch], columns: int, operation: Operation,
+              stream: ByteStream) -> None:
+        progress = self.progress
+        for batch in batches:
+            rows, malformed = batch.split(columns)
+            progress.rows_read += len(batch.rows) + bool(batch.skipped)
+            for record in malformed:
                 progress.rows_rejected += 1
                 self.unreported.append(task_pb2.RejectedRow(
                     line=record.line, raw=raw_sample(record),
                     reason=record.rejected or field_count_reason(len(record.fields), columns)))
                 if len(self.unreported) >= MAX_ROWS_PER_REPORT:
                     self.tick(operation.tally)
-            else:
-                add(record.fields)
-            if progress.rows_read % TICK_EVERY == 0:
-                progress.bytes_processed = stream.consumed
-                self.tick(operation.tally)
+            operation.add_rows(rows)
+            progress.bytes_processed = stream.consumed
+            self.tick(operation.tally)
 
     def _store(self, file: upload_pb2.File, data: Iterator[bytes]) -> upload_pb2.File:
         def requests() -> Iterator[upload_pb2.StoreResultRequest]:

@@ -5,7 +5,8 @@ answer computed here with the csv module, cancel included.
 
 The stack keeps files FILE_RETENTION_SECONDS (8 s) after their task ended, so operations are
 asked for right after the upload (the file is kept while they run) and results are read as soon
-as their task is done."""
+as their task is done. Last, a worker killed in the middle of an operation: it runs again, to
+the exact result."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import csv
 import hashlib
 import io
 import json
+import signal
 import time
 from collections import Counter
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 import grpc
 import pytest
 
+from devstack.stack import Stack
 from marquee.task.v1 import task_pb2
 from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
 from tests.integration.conftest import STORED_BYTES_QUOTA, Api, User
@@ -227,3 +230,52 @@ def test_an_operation_is_cancelled_as_an_import_is(api: Api) -> None:
     r = api.get(f"/task/{task_id}/result", headers=user.headers)
     assert r.status_code == 400 and "cancelled" in r.json()["message"]
     time.sleep(0.1)
+
+
+def _repeating(size: int) -> tuple[bytes, bytes, int, int]:
+    """A file of about `size` bytes (quoted commas, quotes and line breaks) where row i repeats
+    row i // 2 when i % 10 < 3; its dedupe as csv.writer writes it; its rows; their duplicates."""
+    header = ["k", "v", "note"]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    rows: list[list[str]] = []
+    while out.tell() < size:
+        i = len(rows)
+        j = i // 2 if i % 10 < 3 else i
+        rows.append([str(j), f"v{j % 97}", f'note, {j}\n"two"' if j % 5 == 0 else "x" * 60])
+        writer.writerow(rows[-1])
+    expected = io.StringIO()
+    csv.writer(expected).writerow(header)
+    firsts = {tuple(row): row for row in reversed(rows)}  # each row's first occurrence
+    csv.writer(expected).writerows(row for row in rows if firsts[tuple(row)] is row)
+    return out.getvalue().encode(), expected.getvalue().encode(), len(rows), \
+        len(rows) - len(firsts)
+
+
+def test_a_worker_killed_mid_operation_runs_it_again_to_the_exact_result(api: Api,
+                                                                         stack: Stack) -> None:
+    user = api.register("opcrash")
+    data, expected, rows, duplicates = _repeating(10 * MIB)  # twice over within the quota
+    file_id = _upload(api, user, data, "repeats.csv")["file_id"]
+    task_id = _operate(api, user, file_id, {"operation": "dedupe"})
+    deadline = time.monotonic() + 60
+    while (task := api.get(f"/task/{task_id}", headers=user.headers).json())["status"] \
+            == "pending":
+        assert time.monotonic() < deadline, task
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the file
+    task = api.get(f"/task/{task_id}", headers=user.headers).json()
+    assert task["status"] == "processing", task
+    for worker in ("worker", "worker2"):  # whichever holds the task dies
+        stack.kill(worker, signal.SIGKILL)
+    task = api.wait_task(user, task_id, timeout=240)
+    assert task["status"] == "done", task
+    assert task["attempts"] >= 2, task
+    assert (task["result"]["rows_in"], task["result"]["rows_rejected"]) == (rows, 0)
+    assert task["result"]["duplicates"] == duplicates
+    r = api.get(f"/task/{task_id}/result", headers=user.headers)
+    assert r.status_code == 200, r.text
+    assert r.content == expected
+    stack.wait_ready("worker")
+    stack.wait_ready("worker2")

@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import InvalidArgument
+from services.worker import csv_operations
 from services.worker.csv_operations import (
-    Dedupe,
-    Filter,
+    Operation,
     Tally,
     UniqueValues,
     as_number,
     partitions_for,
+    start_operation,
 )
 from services.worker.csv_source import ByteStream, CsvLimits, detect_dialect, is_utf8, records
 from services.worker.operation_spec import Condition, OperationSpec, column_index, plan
@@ -41,16 +42,14 @@ def _run(data: bytes, spec: OperationSpec, tmp_path: Path, *, size: int | None =
          max_in_memory: int = 200_000) -> tuple[bytes, Tally]:
     header, rows, _, _ = _read(data)
     checked = plan(spec, header)
-    op: Dedupe | UniqueValues | Filter
-    if spec.operation == "dedupe":
-        op = Dedupe(checked, size or len(data), tmp_path)
-    elif spec.operation == "unique":
+    op: Operation
+    if spec.operation == "unique":
         op = UniqueValues(checked, header[checked.column], size or len(data), tmp_path,
                           max_in_memory=max_in_memory)
     else:
-        op = Filter(checked, tmp_path)
-    for row in rows:
-        op.add(row)
+        op = start_operation(checked, header, size or len(data), tmp_path)
+    for at in range(0, len(rows), 3):  # in batches, as the reader gives them
+        op.add_rows(rows[at : at + 3])
     out = b"".join(op.result(header, lambda: None))
     assert list(tmp_path.iterdir()) == []  # every spill file is gone
     return out, op.tally
@@ -169,6 +168,27 @@ def test_filter(tmp_path: Path, conditions: list[tuple[str, str, str]], match: s
     assert rows[0] == ["name", "score", "lang"]
     assert [r[0] for r in rows[1:]] == names
     assert tally.rows_out == len(names)
+
+
+def test_filter_answers_alike_when_it_remembers_next_to_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(csv_operations, "ANSWERS_KEPT", 1)
+    monkeypatch.setattr(csv_operations, "ANSWER_CHARS_KEPT", 1)
+    spec = OperationSpec("filter", conditions=(Condition("score", "gte", "7.5"),
+                                               Condition("lang", "ne", "en")))
+    out, _ = _run(NUMBERS, spec, tmp_path)
+    assert [r[0] for r in _csv(out)[1:]] == ["a", "c", "e", "f"]
+
+
+@pytest.mark.parametrize("rows", [
+    [["a", "b,c", 'say "hi"', "x\ny", "cr\r", "", " sp ", "é"]],
+    [[""], ["x"]],  # a row of one empty field is written as ""
+    [["", ""], [",", '"'], ["\r\n", "\t"]],
+])
+def test_results_are_written_as_csv_writer_writes_them(rows: list[list[str]]) -> None:
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    assert csv_operations._csv_rows(rows) == out.getvalue()
 
 
 def test_numbers() -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from services.worker import csv_source
 from services.worker.csv_source import (
     ByteStream,
     CsvLimits,
@@ -300,3 +301,27 @@ def test_control_bytes_without_nuls_are_rejected_as_binary() -> None:
 def test_a_few_control_bytes_in_text_are_tolerated() -> None:
     data = b"id,title\n" + b"1,Heat\x0c\n" * 3 + b"2,Ronin\n" * 100
     assert choose_encoding(data, _says(True)) == "utf-8"
+
+
+# Quoted CRLFs and commas, a lone CR, a blank line, a vertical tab (which str.splitlines would
+# split at), a row over the bound, a short row, and a last line with no line break.
+MIXED = ('id,title,note\r\n1,Heat,"a\r\nb"\n\n2,"Ronin, the",x\r3,"Up ""q""",\v\n'
+         '4,' + 'y' * 40 + ',z\n5,"two\nlines",ok\n 6 ,short\n\n7,"' + 'w' * 20
+         + '\n",end\n8,last').encode()
+
+
+@pytest.mark.parametrize("block", [1, 3, 16, 64, 1 << 16])
+def test_blocks_of_any_size_read_what_line_by_line_reads(monkeypatch: pytest.MonkeyPatch,
+                                                        block: int) -> None:
+    """A block as short as a character leaves every record to the line reader, which bounds it
+    as it reads; longer blocks parse whole records at once: the same records either way, with
+    the same lines, and a record cut off by a block's end is read again whole."""
+    monkeypatch.setattr(csv_source, "BLOCK_CHARS", block)
+    limits = CsvLimits(max_row_chars=40, max_header_chars=100, max_columns=8)
+    found = [(r.line, r.fields, bool(r.rejected))
+             for r in records(ByteStream(_chunks(MIXED, [5])), _says(True), limits)]
+    assert found == [
+        (1, ["id", "title", "note"], False), (2, ["1", "Heat", "a\r\nb"], False),
+        (5, ["2", "Ronin, the", "x"], False), (6, ["3", 'Up "q"', "\v"], False),
+        (7, [], True), (8, ["5", "two\nlines", "ok"], False), (10, [" 6 ", "short"], False),
+        (12, ["7", "w" * 20 + "\n", "end"], False), (14, ["8", "last"], False)]
