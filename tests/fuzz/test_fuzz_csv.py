@@ -35,7 +35,9 @@ from services.worker.movie_rows import (
     parse_row,
 )
 
-FUZZ = settings(deadline=timedelta(milliseconds=300), max_examples=100,
+# A deadline catches a pathological example, not a busy machine: 300 ms flaked at a load
+# average of 4 (the time's growth is measured by the linear-time tests).
+FUZZ = settings(deadline=timedelta(seconds=2), max_examples=100,
                 suppress_health_check=[HealthCheck.too_slow])
 SMALL = CsvLimits(max_row_chars=40, max_header_chars=30, max_columns=5)
 ROOMY = CsvLimits(max_row_chars=1 << 20, max_header_chars=1 << 20, max_columns=1000)

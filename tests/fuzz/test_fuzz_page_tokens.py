@@ -27,7 +27,9 @@ from services.common.errors import InvalidArgument
 from tests.fuzz.linear_time import assert_linear
 from tests.unit.fakes import FakeMovies
 
-FAST = settings(max_examples=300, deadline=timedelta(milliseconds=200))
+# A deadline catches a pathological example, not a busy machine: 300 ms flaked at a load
+# average of 4 (the time's growth is measured by the linear-time tests).
+FAST = settings(max_examples=300, deadline=timedelta(seconds=2))
 FINGERPRINT = [None, "", "release_date", "asc"]
 
 

@@ -29,7 +29,9 @@ from services.common.errors import InvalidArgument
 from tests.fuzz.linear_time import assert_linear
 from tests.unit.fakes import FakeMovies
 
-FAST = settings(max_examples=300, deadline=timedelta(milliseconds=200))
+# A deadline catches a pathological example, not a busy machine: 300 ms flaked at a load
+# average of 4 (the time's growth is measured by the linear-time tests).
+FAST = settings(max_examples=300, deadline=timedelta(seconds=2))
 TITLES = ["Amélie", "Star Wars", "Straße der Sehnsucht", "千と千尋の神隠し", "WALL·E",
           "\u0130stanbul Hat\u0131ras\u0131",
           "\uff26\uff55\uff4c\uff4c \uff37\uff49\uff44\uff54\uff48", "Spider-Man: No Way Home"]
