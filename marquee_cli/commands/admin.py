@@ -3,7 +3,6 @@ caller is an enabled administrator (PERMISSION_DENIED, exit code 6, otherwise)."
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import StrEnum
 from typing import Annotated
@@ -13,12 +12,12 @@ import typer
 from marquee.auth.v1 import auth_pb2, auth_pb2_grpc
 from marquee.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from marquee.task.v1 import task_pb2, task_pb2_grpc
-from marquee_cli.commands.tasks import JSON_HELP, LIMIT_HELP, PAGE_TOKEN_HELP, next_page_hint
+from marquee_cli.commands.tasks import JSON_HELP, LIMIT_HELP, PAGE_TOKEN_HELP
 from marquee_cli.context import connection, say, stdout
 from marquee_cli.errors import CliError
 from marquee_cli.exit_codes import ExitCode
 from marquee_cli.formatting import tasks_table, user_details, users_table
-from marquee_cli.proto_json import to_plain
+from marquee_cli.listing import next_page_hint, print_json_page, show_page
 
 
 class Role(StrEnum):
@@ -73,15 +72,7 @@ def users(
         auth_pb2.ListUsersRequest(search=search, page_size=limit or 0, page_token=page_token),
     )
     if as_json:
-        stdout.print_json(
-            json.dumps(
-                {
-                    "users": [to_plain(u) for u in page.users],
-                    "total_size": page.total_size,
-                    "next_page_token": page.next_page_token,
-                }
-            )
-        )
+        print_json_page("users", page.users, page.next_page_token, total_size=page.total_size)
         return
     stdout.print(users_table(page.users))
     say(f"[dim]{page.total_size:,} users match[/dim]")
@@ -179,21 +170,8 @@ def all_tasks(
             page_token=page_token,
         ),
     )
-    if as_json:
-        stdout.print_json(
-            json.dumps(
-                {
-                    "tasks": [to_plain(t) for t in page.tasks],
-                    "next_page_token": page.next_page_token,
-                }
-            )
-        )
-        return
-    if not page.tasks:
-        say("No tasks match.")
-        return
-    stdout.print(tasks_table(page.tasks, with_owner=True))
-    next_page_hint(page.next_page_token)
+    show_page("tasks", page.tasks, page.next_page_token, as_json=as_json,
+              table=lambda tasks: tasks_table(tasks, with_owner=True), empty="No tasks match.")
 
 
 @admin_app.command("delete-movie")

@@ -12,14 +12,14 @@ import typer
 from marquee.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from marquee.ratings.v1 import ratings_pb2, ratings_pb2_grpc
 from marquee.recommendations.v1 import recommendations_pb2, recommendations_pb2_grpc
-from marquee_cli.commands.tasks import JSON_HELP, PAGE_TOKEN_HELP, next_page_hint
+from marquee_cli.commands.tasks import JSON_HELP, PAGE_TOKEN_HELP
 from marquee_cli.connection import Connection
 from marquee_cli.context import connection, say, stdout
 from marquee_cli.errors import CliError
 from marquee_cli.exit_codes import ExitCode
 from marquee_cli.formatting import movies_table, recommendations_table
+from marquee_cli.listing import next_page_hint, print_json_page
 from marquee_cli.live import with_spinner
-from marquee_cli.proto_json import to_plain
 
 
 class SortField(StrEnum):
@@ -95,15 +95,8 @@ def movies(
         request.page = page
     answer = conn.call(conn.stub(catalog_pb2_grpc.CatalogServiceStub).ListMovies, request)
     if as_json:
-        stdout.print_json(
-            json.dumps(
-                {
-                    "movies": [to_plain(m) for m in answer.movies],
-                    "total_size": answer.total_size,
-                    "next_page_token": answer.next_page_token,
-                }
-            )
-        )
+        print_json_page("movies", answer.movies, answer.next_page_token,
+                        total_size=answer.total_size)
         return
     if not answer.movies:
         say("No movies match.")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +15,6 @@ from marquee_cli.commands.tasks import (
     JSON_HELP,
     LIMIT_HELP,
     PAGE_TOKEN_HELP,
-    next_page_hint,
     require_done,
     watch_to_end,
 )
@@ -26,8 +24,8 @@ from marquee_cli.context import connection, say, stdout
 from marquee_cli.errors import CliError
 from marquee_cli.exit_codes import ExitCode
 from marquee_cli.formatting import files_table, human_bytes, operation_text
+from marquee_cli.listing import show_page
 from marquee_cli.output_file import write_stream
-from marquee_cli.proto_json import to_plain
 
 OUTPUT_HELP = "Save to this file (`-` for stdout); default: print to stdout."
 NO_WAIT_HELP = "Print the task id once the operation is queued; do not wait for the result."
@@ -53,21 +51,8 @@ def files(
         conn.stub(upload_pb2_grpc.UploadServiceStub).ListFiles,
         upload_pb2.ListFilesRequest(page_size=limit or 0, page_token=page_token),
     )
-    if as_json:
-        stdout.print_json(
-            json.dumps(
-                {
-                    "files": [to_plain(f) for f in page.files],
-                    "next_page_token": page.next_page_token,
-                }
-            )
-        )
-        return
-    if not page.files:
-        say("No files yet: `marquee upload FILE` adds one.")
-        return
-    stdout.print(files_table(page.files))
-    next_page_hint(page.next_page_token)
+    show_page("files", page.files, page.next_page_token, as_json=as_json, table=files_table,
+              empty="No files yet: `marquee upload FILE` adds one.")
 
 
 def download(

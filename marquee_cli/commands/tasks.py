@@ -14,6 +14,7 @@ from marquee_cli.context import connection, say, stdout
 from marquee_cli.errors import CliError
 from marquee_cli.exit_codes import ExitCode
 from marquee_cli.formatting import human_bytes, task_details, tasks_table
+from marquee_cli.listing import show_page
 from marquee_cli.live import TERMINAL, upload_file, watch_task
 from marquee_cli.output_file import write_stream
 from marquee_cli.proto_json import to_plain
@@ -41,11 +42,6 @@ def require_done(task: task_pb2.Task) -> None:
     if task.status != "done":
         why = f": {task.error}" if task.error else ""
         raise CliError(f"task {task.task_id} {task.status}{why}", ExitCode.TASK_FAILED)
-
-
-def next_page_hint(token: str) -> None:
-    if token:
-        say(f"[dim]more: --page-token {token}[/dim]")
 
 
 def upload(
@@ -116,21 +112,8 @@ def tasks(
         conn.stub(task_pb2_grpc.TaskServiceStub).ListTasks,
         task_pb2.ListTasksRequest(page_size=limit or 0, page_token=page_token),
     )
-    if as_json:
-        stdout.print_json(
-            json.dumps(
-                {
-                    "tasks": [to_plain(t) for t in page.tasks],
-                    "next_page_token": page.next_page_token,
-                }
-            )
-        )
-        return
-    if not page.tasks:
-        say("No tasks yet: `marquee upload FILE` starts one.")
-        return
-    stdout.print(tasks_table(page.tasks))
-    next_page_hint(page.next_page_token)
+    show_page("tasks", page.tasks, page.next_page_token, as_json=as_json, table=tasks_table,
+              empty="No tasks yet: `marquee upload FILE` starts one.")
 
 
 def task(
