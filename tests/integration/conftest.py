@@ -90,10 +90,12 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                          "MARQUEE_ADMIN_EMAIL": "root@example.com",
                          "MARQUEE_ADMIN_PASSWORD": ADMIN_PASSWORD,
                          # Short leases so that lost workers are noticed within seconds, and
-                         # batches that commit well within one (a batch of 1000 new movies
-                         # takes the embedded database over 3 s with the search indexes).
+                         # batches that commit well within one: the embedded database stores
+                         # ~200 new movies a second with the search indexes here, so a cancel,
+                         # which waits for the batches in flight (PIPELINE_DEPTH + 1), waits
+                         # ~4 s at 250 rows a batch (13 s was measured at 500).
                          "TASK_LEASE_SECONDS": "6", "TASK_SWEEP_SECONDS": "2",
-                         "INGEST_BATCH_SIZE": "500",
+                         "INGEST_BATCH_SIZE": "250",
                          "FILE_RETENTION_SECONDS": str(RETENTION_SECONDS),
                          "UPLOAD_ORPHAN_GRACE_SECONDS": str(ORPHAN_GRACE_SECONDS),
                          "WORKER_CONCURRENCY": "2",
