@@ -113,6 +113,10 @@ class OperationRun:
         self._read(batches, len(header), operation, stream)
         self.progress.bytes_processed = file.size_bytes
         self.tick(operation.tally)
+        # Reported whatever the time since the last report: a cancel asked for while the file
+        # was read stops the run before its result is stored (a small file is read whole before
+        # the next report would be due, and the run ended done despite the cancel).
+        self.report()
         stored = self._store(file, operation.result(header, lambda: self.tick(operation.tally)))
         self.tick(operation.tally)
         return stored
