@@ -222,9 +222,10 @@ def api(stack: Stack) -> Api:
     return Api(stack.gateway_url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def admin(api: Api) -> User:
-    """The administrator the stack created from MARQUEE_ADMIN_PASSWORD."""
+    """The administrator the stack created from MARQUEE_ADMIN_PASSWORD, logged in per module:
+    a token from the session's start expired (15 min) before the last modules ran."""
     return api.login(ADMIN_USERNAME, ADMIN_PASSWORD)
 
 
