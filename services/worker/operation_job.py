@@ -74,12 +74,13 @@ class OperationRun:
         self.cancelled = False
         self._last_report = time.monotonic()
 
-    def tick(self, tally: Tally | None = None) -> None:
+    def tick(self, tally: Tally | None = None, *, now: bool = False) -> None:
+        """Takes the tally's counts, and reports them when `now` or when a report is due."""
         if tally is not None:
             self.progress.rows_out = tally.rows_out
             self.progress.duplicates = tally.duplicates
             self.progress.distinct = tally.distinct
-        if time.monotonic() - self._last_report >= REPORT_SECONDS \
+        if now or time.monotonic() - self._last_report >= REPORT_SECONDS \
                 or len(self.unreported) >= MAX_ROWS_PER_REPORT:
             self.report()
 
@@ -112,11 +113,10 @@ class OperationRun:
                                     file.size_bytes, spill_dir)
         self._read(batches, len(header), operation, stream)
         self.progress.bytes_processed = file.size_bytes
-        self.tick(operation.tally)
         # Reported whatever the time since the last report: a cancel asked for while the file
         # was read stops the run before its result is stored (a small file is read whole before
         # the next report would be due, and the run ended done despite the cancel).
-        self.report()
+        self.tick(operation.tally, now=True)
         stored = self._store(file, operation.result(header, lambda: self.tick(operation.tally)))
         self.tick(operation.tally)
         return stored
