@@ -8,13 +8,15 @@ index is chosen from the constraints: (original_language, release_year, vote_ave
 language and one year, (original_language, vote_average) for a language, (release_year,
 vote_average) for one year, else (vote_average); a year range or genre is then a filter on the
 walk. The catalog's mean vote_average (the C of the weighted rating) needs a pass over every
-movie, so it is computed once per catalog version and kept.
+movie, so it is kept (see CatalogMean).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -33,6 +35,9 @@ MAX_LIKED = 500
 MAX_GENRES = 20
 MAX_TEXT_CHARS = 100
 DESCENDING = [("vote_average", -1), ("_id", -1)]
+# Imports change the catalog's version all the time, and one file barely moves the mean of a
+# catalog: it is computed again at most this often, not on every change.
+MEAN_MAX_AGE_SECONDS = 60.0
 
 
 def candidate_query(request: catalog_pb2.FindCandidatesRequest) -> tuple[dict[str, Any], str]:
@@ -72,12 +77,48 @@ def candidate_query(request: catalog_pb2.FindCandidatesRequest) -> tuple[dict[st
     return query, index_name([*prefix, "vote_average"])
 
 
+class CatalogMean:
+    """The mean vote_average as of a catalog version, computed again when the version changed
+    and the value is older than MEAN_MAX_AGE_SECONDS. One caller computes it (a pass over every
+    movie); the others meanwhile take the last value instead of queueing behind that pass, and
+    wait only when there is none yet."""
+
+    def __init__(self, compute: Callable[[], float],
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._compute = compute
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._known: tuple[int, float, float] | None = None  # (version, computed at, mean)
+
+    def _current(self, version: int) -> float | None:
+        known = self._known
+        if known is None:
+            return None
+        fresh = known[0] == version or self._monotonic() - known[1] < MEAN_MAX_AGE_SECONDS
+        return known[2] if fresh else None
+
+    def get(self, version: int) -> float:
+        value = self._current(version)
+        if value is not None:
+            return value
+        last = self._known
+        if not self._lock.acquire(blocking=last is None):
+            return last[2] if last else 0.0  # another caller is computing it
+        try:
+            value = self._current(version)  # computed while this caller waited
+            if value is None:
+                value = self._compute()
+                self._known = (version, self._monotonic(), value)
+            return value
+        finally:
+            self._lock.release()
+
+
 class CandidateFinder:
     def __init__(self, db: Database, client: redis.Redis) -> None:
         self._movies = db["catalog_movies"]
         self._redis = client
-        self._lock = threading.Lock()
-        self._mean: tuple[int, float] | None = None  # (catalog version, mean vote_average)
+        self._mean = CatalogMean(self._compute_mean)
 
     def version(self) -> int:
         try:
@@ -85,14 +126,11 @@ class CandidateFinder:
         except redis.RedisError as exc:
             raise Unavailable(f"the catalog's version cannot be read ({exc})") from None
 
-    def mean_vote_average(self, version: int) -> float:
-        with self._lock:  # one pass per version, not one per concurrent caller
-            if self._mean is None or self._mean[0] != version:
-                found = list(self._movies.aggregate([
-                    {"$match": {"vote_average": {"$gte": 0}}},
-                    {"$group": {"_id": None, "mean": {"$avg": "$vote_average"}}}]))
-                self._mean = (version, float(found[0]["mean"]) if found else 0.0)
-            return self._mean[1]
+    def _compute_mean(self) -> float:
+        found = list(self._movies.aggregate([
+            {"$match": {"vote_average": {"$gte": 0}}},
+            {"$group": {"_id": None, "mean": {"$avg": "$vote_average"}}}]))
+        return float(found[0]["mean"]) if found else 0.0
 
     def find(self, request: catalog_pb2.FindCandidatesRequest
              ) -> catalog_pb2.FindCandidatesResponse:
@@ -110,7 +148,7 @@ class CandidateFinder:
                 for genre in doc.get("genre") or []:
                     liked[genre] = liked.get(genre, 0) + 1
         return catalog_pb2.FindCandidatesResponse(
-            movies_json=movies, mean_vote_average=self.mean_vote_average(version),
+            movies_json=movies, mean_vote_average=self._mean.get(version),
             liked_genres=liked, catalog_version=version)
 
 

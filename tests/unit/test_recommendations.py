@@ -5,12 +5,13 @@ versions, one computation per key, idempotent finishing) against in-memory fakes
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
 
 from marquee.catalog.v1 import catalog_pb2
-from services.catalog.candidates import candidate_query
+from services.catalog.candidates import MEAN_MAX_AGE_SECONDS, CatalogMean, candidate_query
 from services.common.errors import (
     InvalidArgument,
     LimitReached,
@@ -84,6 +85,48 @@ def test_the_candidate_query_walks_the_index_its_constraints_allow() -> None:
                      "_id": {"$nin": ["1"]}, "vote_count": {"$gte": 100}}
     with pytest.raises(InvalidArgument):
         candidate_query(catalog_pb2.FindCandidatesRequest(limit=501))
+
+
+def test_the_catalog_mean_is_computed_again_only_when_changed_and_a_minute_old() -> None:
+    clock = [0.0]
+    passes: list[float] = []
+
+    def compute() -> float:
+        passes.append(clock[0])
+        return 6.0 + len(passes)
+
+    mean = CatalogMean(compute, monotonic=lambda: clock[0])
+    assert mean.get(1) == 7.0
+    clock[0] = 30.0
+    assert mean.get(2) == 7.0             # changed, but computed 30 s ago: kept
+    clock[0] = MEAN_MAX_AGE_SECONDS + 1
+    assert mean.get(1) == 7.0             # old, but the version it was computed at
+    assert mean.get(3) == 8.0             # changed and old: one new pass
+    assert passes == [0.0, MEAN_MAX_AGE_SECONDS + 1]
+
+
+def test_callers_take_the_last_mean_while_one_computes_it() -> None:
+    computing, release = threading.Event(), threading.Event()
+    values = iter([6.5, 7.5])
+
+    def compute() -> float:
+        value = next(values)
+        if value == 7.5:
+            computing.set()
+            release.wait(5)
+        return value
+
+    clock = [0.0]
+    mean = CatalogMean(compute, monotonic=lambda: clock[0])
+    assert mean.get(1) == 6.5
+    clock[0] = MEAN_MAX_AGE_SECONDS + 1
+    slow = threading.Thread(target=mean.get, args=(2,))
+    slow.start()
+    assert computing.wait(5)
+    assert mean.get(2) == 6.5             # not queued behind the pass in progress
+    release.set()
+    slow.join(5)
+    assert mean.get(2) == 7.5
 
 
 # --- ranking --------------------------------------------------------------------------------
