@@ -310,10 +310,8 @@ def _attempt(clients: Clients, task_id: str, worker_id: str, batch_size: int,
         if exc.code() in task_claims.TRANSIENT:
             raise
         status, error = "failed", f"import failed: {exc.details()}"
-    clients.tasks.FinishTask(task_pb2.FinishTaskRequest(
-        task_id=task_id, worker_id=worker_id, status=status, progress=job.committed,
-        rejected=job.unreported, error=error,
-    ), timeout=30)
+    status = task_claims.finish(clients.tasks, task_id, worker_id, status, error,
+                                progress=job.committed, rejected=job.unreported)
     log.info("ingestion ended", extra={"task_id": task_id, "status": status, "error": error,
                                        **_log_fields(job.committed)})
     return status

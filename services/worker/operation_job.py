@@ -189,14 +189,11 @@ def _attempt(clients: OperationClients, task_id: str, worker_id: str, limits: Cs
         if exc.code() in task_claims.TRANSIENT:
             raise
         status, error = "failed", f"operation failed: {exc.details()}"
-    finish = task_pb2.FinishTaskRequest(
-        task_id=task_id, worker_id=worker_id, status=status, progress=run.progress,
-        rejected=run.unreported, error=error)
-    if stored is not None:
-        finish.result_file_id = stored.file_id
-        finish.result_size_bytes = stored.size_bytes
-        finish.result_content_type = _content_type(claim.task.kind)
-    clients.tasks.FinishTask(finish, timeout=30)
+    result = {} if stored is None else {
+        "result_file_id": stored.file_id, "result_size_bytes": stored.size_bytes,
+        "result_content_type": _content_type(claim.task.kind)}
+    status = task_claims.finish(clients.tasks, task_id, worker_id, status, error,
+                                progress=run.progress, rejected=run.unreported, **result)
     log.info("operation ended", extra={"task_id": task_id, "status": status, "error": error})
     return status
 

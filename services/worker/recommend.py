@@ -72,10 +72,8 @@ def recommend(clients: RecommendClients, task_id: str, worker_id: str, min_votes
                 run_id=run_id, error=error), timeout=CALL_TIMEOUT_SECONDS)
         except grpc.RpcError:
             log.warning("run not marked failed; its claim expires", extra={"run_id": run_id})
-        task_claims.finish(clients.tasks, task_id, worker_id, "failed", error)
-        return "failed"
-    task_claims.finish(clients.tasks, task_id, worker_id, "done")
-    return "done"
+        return task_claims.finish(clients.tasks, task_id, worker_id, "failed", error)
+    return task_claims.finish(clients.tasks, task_id, worker_id, "done")
 
 
 def compute(clients: RecommendClients, spec: recommendations_pb2.RunSpec, min_votes: int

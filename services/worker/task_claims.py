@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection
+from typing import Any
 
 import grpc
 
@@ -25,10 +26,22 @@ class Cancelled(Exception):
 
 
 def finish(tasks: task_pb2_grpc.TaskServiceStub, task_id: str, worker_id: str, status: str,
-           error: str = "") -> None:
-    tasks.FinishTask(task_pb2.FinishTaskRequest(
-        task_id=task_id, worker_id=worker_id, status=status, error=error),
-        timeout=CALL_TIMEOUT_SECONDS)
+           error: str = "", **fields: Any) -> str:
+    """Ends the task with `status` (and the FinishTaskRequest's other `fields`); returns the
+    status it ended with, or "skipped" when this worker no longer holds it: its lease ran out
+    while a call was slow and the sweep handed the task on, or it ended meanwhile. Its holder
+    ends it then, so this worker's outcome is logged and left."""
+    try:
+        tasks.FinishTask(task_pb2.FinishTaskRequest(
+            task_id=task_id, worker_id=worker_id, status=status, error=error, **fields),
+            timeout=CALL_TIMEOUT_SECONDS)
+    except grpc.RpcError as exc:
+        if exc.code() not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+            raise
+        log.warning("task not ended by this worker: it no longer holds it",
+                    extra={"task_id": task_id, "status": status, "reason": exc.details()})
+        return "skipped"
+    return status
 
 
 def claim(tasks: task_pb2_grpc.TaskServiceStub, task_id: str, worker_id: str,
@@ -46,11 +59,10 @@ def claim(tasks: task_pb2_grpc.TaskServiceStub, task_id: str, worker_id: str,
             return "skipped"
         raise
     if claimed.task.kind not in kinds:
-        finish(tasks, task_id, worker_id, "failed",
-               f"this worker's {'/'.join(sorted(kinds))} job cannot run a task of kind "
-               f"{claimed.task.kind!r}")
         log.error("task refused", extra={"task_id": task_id, "kind": claimed.task.kind})
-        return "failed"
+        return finish(tasks, task_id, worker_id, "failed",
+                      f"this worker's {'/'.join(sorted(kinds))} job cannot run a task of kind "
+                      f"{claimed.task.kind!r}")
     return claimed
 
 
@@ -72,6 +84,5 @@ def with_retries(attempt: Callable[[int], str], tasks: task_pb2_grpc.TaskService
             log.warning(f"transient error; {again}",
                         extra={"task_id": task_id, "error": last_error, "retry_in": delay})
             time.sleep(delay)
-    finish(tasks, task_id, worker_id, "failed",
-           f"gave up after {max_attempts} attempts; last error: {last_error}")
-    return "failed"
+    return finish(tasks, task_id, worker_id, "failed",
+                  f"gave up after {max_attempts} attempts; last error: {last_error}")
