@@ -2,13 +2,23 @@
 bounded list of the best candidates for a user's constraints, read through the browse indexes.
 
 The candidates are the movies with the highest vote_average (ties by _id, descending) that
-satisfy the constraints: that order is the `vote_average` key of a browse index, so the query
-walks one index backwards and stops after `limit` matches, whatever the catalog's size. The
-index is chosen from the constraints: (original_language, release_year, vote_average) for a
-language and one year, (original_language, vote_average) for a language, (release_year,
-vote_average) for one year, else (vote_average); a year range or genre is then a filter on the
-walk. The catalog's mean vote_average (the C of the weighted rating) needs a pass over every
-movie, so it is kept (see CatalogMean).
+satisfy the constraints: that order is the `vote_average` key of a browse index, and the
+constraints choose which one: (original_language, release_year, vote_average) for a language
+and one year, (original_language, vote_average) for a language, (release_year, vote_average)
+for one year, else (vote_average); a year range or genre is then a filter on the walk.
+
+The walk goes down in vote_average bands (9 and up, then 8 to 9, ...), one query each, until
+`limit` have matched. A real mongod would stop one backward index walk after `limit` matches
+anyway; the embedded database fetches every match of a query before it sorts and limits, so one
+query over the whole range read every movie (4 s at 43k, holding its one lock), where the top
+bands hold a few percent of them. Each band is a pipeline of two $match stages, the first with
+what the index serves (the language, one year, the band), the second with the rest (a year
+range, genres, excluded ids, the minimum vote count): given them in one filter, that database's
+planner read every movie; a real mongod merges the two. The planner picks the index: a hint
+made that database scan the whole index whatever the bounds.
+
+The catalog's mean vote_average (the C of the weighted rating) needs a pass over every movie,
+so it is kept (see CatalogMean).
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from pymongo.database import Database
 
 from marquee.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from services.catalog.cache import VERSION_KEY
-from services.catalog.repository import index_name, movie_from_document
+from services.catalog.repository import movie_from_document
 from services.catalog.server import rest_json
 from services.common.errors import InvalidArgument, Unavailable
 
@@ -35,13 +45,17 @@ MAX_LIKED = 500
 MAX_GENRES = 20
 MAX_TEXT_CHARS = 100
 DESCENDING = [("vote_average", -1), ("_id", -1)]
+# The lower bounds of the vote_average bands, from the top (votes are 0 to 10).
+BAND_FLOORS = (9.0, 8.0, 7.0, 6.0, 5.0, 0.0)
 # Imports change the catalog's version all the time, and one file barely moves the mean of a
 # catalog: it is computed again at most this often, not on every change.
 MEAN_MAX_AGE_SECONDS = 60.0
 
 
-def candidate_query(request: catalog_pb2.FindCandidatesRequest) -> tuple[dict[str, Any], str]:
-    """The filter and the name of the index to walk; InvalidArgument for an unbounded input."""
+def candidate_query(request: catalog_pb2.FindCandidatesRequest
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The filter in two parts, what the index walk serves (with the vote_average range) and
+    the rest; InvalidArgument for an unbounded input."""
     if not 1 <= request.limit <= MAX_CANDIDATES:
         raise InvalidArgument(f"limit must be from 1 to {MAX_CANDIDATES} (got {request.limit})")
     if len(request.exclude_ids) > MAX_EXCLUDED or len(request.liked_ids) > MAX_LIKED:
@@ -50,31 +64,50 @@ def candidate_query(request: catalog_pb2.FindCandidatesRequest) -> tuple[dict[st
         raise InvalidArgument(f"at most {MAX_GENRES} genres of {MAX_TEXT_CHARS} characters")
     if len(request.language) > MAX_TEXT_CHARS:
         raise InvalidArgument("language is too long")
-    query: dict[str, Any] = {}
-    prefix: list[str] = []
+    walk: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
     if request.language:
-        query["original_language"] = request.language
-        prefix.append("original_language")
+        walk["original_language"] = request.language
     low, high = request.year_min, request.year_max
     if low and low == high:
-        query["release_year"] = low
-        prefix.append("release_year")
+        walk["release_year"] = low
     elif low or high:
-        query["release_year"] = {**({"$gte": low} if low else {}),
-                                 **({"$lte": high} if high else {})}
+        rest["release_year"] = {**({"$gte": low} if low else {}),
+                                **({"$lte": high} if high else {})}
     # A movie without a vote_average cannot be ranked by it: the bound also keeps nulls out.
     rating: dict[str, float] = {"$gte": request.rating_min
                                 if request.HasField("rating_min") else 0.0}
     if request.HasField("rating_max"):
         rating["$lte"] = request.rating_max
-    query["vote_average"] = rating
+    walk["vote_average"] = rating
     if request.genres:
-        query["genre"] = {"$in": list(request.genres)}
+        rest["genre"] = {"$in": list(request.genres)}
     if request.exclude_ids:
-        query["_id"] = {"$nin": list(request.exclude_ids)}
+        rest["_id"] = {"$nin": list(request.exclude_ids)}
     if request.min_vote_count > 0:
-        query["vote_count"] = {"$gte": request.min_vote_count}
-    return query, index_name([*prefix, "vote_average"])
+        rest["vote_count"] = {"$gte": request.min_vote_count}
+    return walk, rest
+
+
+def bands(rating: dict[str, float]) -> list[dict[str, float]]:
+    """The vote_average range of a candidate query (`$gte`, and maybe `$lte`) cut at
+    BAND_FLOORS: disjoint ranges that cover it, from the highest values down."""
+    low, high = rating["$gte"], rating.get("$lte")
+    cut: list[dict[str, float]] = []
+    ceiling: float | None = None  # the band above starts here
+    for floor in BAND_FLOORS:
+        if high is not None and floor > high:
+            continue
+        band = {"$gte": max(floor, low)}
+        if ceiling is not None:
+            band["$lt"] = ceiling
+        elif high is not None:
+            band["$lte"] = high
+        cut.append(band)
+        if floor <= low:
+            break
+        ceiling = floor
+    return cut
 
 
 class CatalogMean:
@@ -134,13 +167,19 @@ class CandidateFinder:
 
     def find(self, request: catalog_pb2.FindCandidatesRequest
              ) -> catalog_pb2.FindCandidatesResponse:
-        query, index = candidate_query(request)
+        walk, rest = candidate_query(request)
         version = self.version()
-        # Without the extra CSV columns: they may be large, and a candidate list stays small.
-        found = self._movies.find(query, {"extra": 0}).sort(DESCENDING).hint(index) \
-            .limit(request.limit)
-        movies = [json.dumps(rest_json(movie_from_document(doc)), ensure_ascii=False,
-                             default=str) for doc in found]
+        movies: list[str] = []
+        for band in bands(walk["vote_average"]):
+            found = self._movies.aggregate([
+                {"$match": {**walk, "vote_average": band}}, {"$match": rest},
+                {"$sort": dict(DESCENDING)}, {"$limit": request.limit - len(movies)},
+                # Without the extra CSV columns: they may be large, and a list stays small.
+                {"$project": {"extra": 0}}])
+            movies += [json.dumps(rest_json(movie_from_document(doc)), ensure_ascii=False,
+                                  default=str) for doc in found]
+            if len(movies) == request.limit:
+                break
         liked: dict[str, int] = {}
         if request.liked_ids:
             for doc in self._movies.find({"_id": {"$in": list(request.liked_ids)}},

@@ -1,6 +1,7 @@
 """The recommendations without infrastructure: preferences checked, the criteria of a request,
-the candidate query's index, the ranking, and the use cases (cache keys from the three
-versions, one computation per key, idempotent finishing) against in-memory fakes."""
+the candidate query and its bands, the catalog's mean, the ranking, and the use cases (cache
+keys from the three versions, one computation per key, idempotent finishing) against in-memory
+fakes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ from typing import Any
 import pytest
 
 from marquee.catalog.v1 import catalog_pb2
-from services.catalog.candidates import MEAN_MAX_AGE_SECONDS, CatalogMean, candidate_query
+from services.catalog.candidates import (
+    MEAN_MAX_AGE_SECONDS,
+    CatalogMean,
+    bands,
+    candidate_query,
+)
 from services.common.errors import (
     InvalidArgument,
     LimitReached,
@@ -67,24 +73,29 @@ def test_query_parameters_override_stored_preferences_key_by_key() -> None:
         override({}, genre=[], year="soon", rating="", language="")
 
 
-def test_the_candidate_query_walks_the_index_its_constraints_allow() -> None:
-    def index(**fields: Any) -> str:
-        return candidate_query(catalog_pb2.FindCandidatesRequest(limit=10, **fields))[1]
-
-    assert index() == "browse_vote_average"
-    assert index(language="en") == "browse_original_language_vote_average"
-    assert index(year_min=2001, year_max=2001) == "browse_release_year_vote_average"
-    assert index(language="en", year_min=2001, year_max=2001) == \
-        "browse_original_language_release_year_vote_average"
-    assert index(language="en", year_min=2001, year_max=2005) == \
-        "browse_original_language_vote_average"
-    query, _ = candidate_query(catalog_pb2.FindCandidatesRequest(
+def test_the_candidate_query_walks_an_index_and_filters_the_rest() -> None:
+    walk, rest = candidate_query(catalog_pb2.FindCandidatesRequest(
         limit=10, genres=["Drama"], rating_min=7, rating_max=9, exclude_ids=["1"],
-        min_vote_count=100))
-    assert query == {"vote_average": {"$gte": 7, "$lte": 9}, "genre": {"$in": ["Drama"]},
-                     "_id": {"$nin": ["1"]}, "vote_count": {"$gte": 100}}
+        min_vote_count=100, language="en", year_min=2001, year_max=2001))
+    assert walk == {"original_language": "en", "release_year": 2001,
+                    "vote_average": {"$gte": 7, "$lte": 9}}
+    assert rest == {"genre": {"$in": ["Drama"]}, "_id": {"$nin": ["1"]},
+                    "vote_count": {"$gte": 100}}
+    assert candidate_query(catalog_pb2.FindCandidatesRequest(limit=1, year_min=1990)) == \
+        ({"vote_average": {"$gte": 0.0}}, {"release_year": {"$gte": 1990}})
     with pytest.raises(InvalidArgument):
         candidate_query(catalog_pb2.FindCandidatesRequest(limit=501))
+
+
+def test_the_candidates_are_read_in_bands_from_the_top() -> None:
+    assert bands({"$gte": 0.0}) == [
+        {"$gte": 9.0}, {"$gte": 8.0, "$lt": 9.0}, {"$gte": 7.0, "$lt": 8.0},
+        {"$gte": 6.0, "$lt": 7.0}, {"$gte": 5.0, "$lt": 6.0}, {"$gte": 0.0, "$lt": 5.0}]
+    assert bands({"$gte": 7.5, "$lte": 9.5}) == [
+        {"$gte": 9.0, "$lte": 9.5}, {"$gte": 8.0, "$lt": 9.0}, {"$gte": 7.5, "$lt": 8.0}]
+    assert bands({"$gte": 6.2, "$lte": 6.8}) == [{"$gte": 6.2, "$lte": 6.8}]
+    assert bands({"$gte": 8.0, "$lte": 8.0}) == [{"$gte": 8.0, "$lte": 8.0}]
+    assert bands({"$gte": 0.0, "$lte": 3.0}) == [{"$gte": 0.0, "$lte": 3.0}]
 
 
 def test_the_catalog_mean_is_computed_again_only_when_changed_and_a_minute_old() -> None:
