@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from services.common.errors import InvalidArgument, LimitReached, NotFound, TooLarge, Unavailable
+from services.common.errors import InvalidArgument, NotFound, TooLarge, Unavailable
 from services.common.ids import random_id
 from services.upload.csv_header import read_header
 from services.upload.file_pages import Position
@@ -67,11 +67,11 @@ class Tasks(Protocol):
     def create(self, file: UploadedFile, username: str, by_admin: bool) -> str:
         """The id of the file's new ingestion task, showing the owner's `username`, and
         importing as an administrator does when `by_admin`; LimitReached when the user has as
-        many tasks as they may."""
+        many tasks as they may; Unavailable when the task service failed."""
         ...
 
     def create_operation(self, file: UploadedFile, spec: OperationSpec, username: str) -> str:
-        """The id of a new task running `spec` on the file; LimitReached as for create."""
+        """The id of a new task running `spec` on the file; refused as `create` is."""
         ...
 
 
@@ -219,14 +219,14 @@ class UploadService:
     def _start_task(self, file: UploadedFile, username: str, by_admin: bool) -> str:
         try:
             return self._tasks.create(file, username, by_admin)
-        except LimitReached:
+        except Unavailable as exc:
             self.delete(file.id)
-            raise
-        except Exception as exc:
-            self.delete(file.id)
-            log.exception("task creation failed", extra={"file_id": file.id})
+            log.warning("task creation failed", extra={"file_id": file.id, "error": str(exc)})
             raise Unavailable("the upload was stored but its task could not be created, so it "
                               "was discarded: try again") from exc
+        except BaseException:  # over the limit, or a bug: no file is kept without its task
+            self.delete(file.id)
+            raise
 
     def get(self, file_id: str) -> UploadedFile:
         file = self._files.get(file_id)

@@ -39,28 +39,24 @@ class TaskClient:
                 f"started: try again ({exc.code().name})")) from None
 
     def create(self, file: UploadedFile, username: str, by_admin: bool) -> str:
-        try:
-            task = self._stub.CreateTask(task_pb2.CreateTaskRequest(
-                user=file.owner, username=username, kind=jobs.INGEST_CSV, file_id=file.id,
-                file_path=file.file_path, original_name=file.original_name,
-                bytes_total=file.size_bytes, uploaded_by_admin=by_admin,
-            ), timeout=TIMEOUT_SECONDS, wait_for_ready=True)
-        except grpc.RpcError as exc:
-            # The user reached the limit while the file streamed in (another upload's task).
-            if (limit := _limit_reached(exc)) is None:
-                raise
-            raise limit from None
-        return str(task.task_id)
+        """The file's ingestion task; LimitReached when the user reached the limit while the file
+        streamed in (another upload's task), Unavailable when the task service failed."""
+        return self._create(task_pb2.CreateTaskRequest(
+            user=file.owner, username=username, kind=jobs.INGEST_CSV, file_id=file.id,
+            file_path=file.file_path, original_name=file.original_name,
+            bytes_total=file.size_bytes, uploaded_by_admin=by_admin))
 
     def create_operation(self, file: UploadedFile, spec: OperationSpec, username: str) -> str:
+        """The operation's task on the file; refused as `create` is."""
+        return self._create(task_pb2.CreateTaskRequest(
+            user=file.owner, username=username, kind=spec.operation, file_id=file.id,
+            file_path=file.file_path, original_name=file.original_name,
+            bytes_total=file.size_bytes, operation=spec_message(spec)))
+
+    def _create(self, request: task_pb2.CreateTaskRequest) -> str:
         try:
-            task = self._stub.CreateTask(task_pb2.CreateTaskRequest(
-                user=file.owner, username=username, kind=spec.operation, file_id=file.id,
-                file_path=file.file_path, original_name=file.original_name,
-                bytes_total=file.size_bytes, operation=spec_message(spec),
-            ), timeout=TIMEOUT_SECONDS, wait_for_ready=True)
+            task = self._stub.CreateTask(request, timeout=TIMEOUT_SECONDS, wait_for_ready=True)
         except grpc.RpcError as exc:
-            if (limit := _limit_reached(exc)) is None:
-                raise
-            raise limit from None
+            raise (_limit_reached(exc) or Unavailable(
+                f"the task service could not create the task ({exc.code().name})")) from None
         return str(task.task_id)

@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from services.common.errors import (
     FailedPrecondition,
     Gone,
-    LimitReached,
     NotFound,
-    Unavailable,
 )
 from services.upload.file_pages import Position, encode_token, list_query
 from services.upload.records import RESULT, UploadedFile
@@ -92,11 +90,5 @@ class UserFiles:
             raise FailedPrecondition(f"no operation can run on this file, whose header could "
                                      f"not be read: {file.header.error}")
         plan(spec, file.header.columns)
-        try:
-            return self._tasks.create_operation(file, spec, username)
-        except LimitReached:
-            raise
-        except Exception as exc:
-            log.exception("operation task creation failed", extra={"file_id": file_id})
-            raise Unavailable("the operation's task could not be created: try again") from exc
+        return self._tasks.create_operation(file, spec, username)
 

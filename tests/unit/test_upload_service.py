@@ -9,7 +9,10 @@ import itertools
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import datetime
+from typing import Any
 
+import grpc
 import pytest
 
 from services.common.errors import (
@@ -21,6 +24,7 @@ from services.common.errors import (
 )
 from services.upload.records import UploadedFile
 from services.upload.service import StorageQuota, UploadService
+from services.upload.task_client import TaskClient
 from services.upload.upload_slots import UploadSlots
 from services.worker.csv_source import CsvLimits
 from services.worker.operation_spec import OperationSpec
@@ -66,7 +70,7 @@ class Uploads:
 
     def create(self, file: UploadedFile, username: str, by_admin: bool) -> str:
         if self.task_service_down:
-            raise ConnectionError("task service unreachable")
+            raise Unavailable("the task service could not create the task (UNAVAILABLE)")
         if self.active_tasks[file.owner] >= PENDING:
             raise LimitReached("too many tasks at once")
         self.active_tasks[file.owner] += 1
@@ -161,6 +165,43 @@ def test_a_file_whose_task_cannot_be_created_is_discarded(uploads: Uploads) -> N
     uploads.assert_nothing_kept()
     (record,) = uploads.files.files.values()  # the record stays, marked deleted
     assert record.deleted
+
+
+class _Refusing(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return "too many tasks at once: 6 not ended"
+
+
+class _TaskStub:
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self.code = code
+
+    def CreateTask(self, request: Any, timeout: float, wait_for_ready: bool) -> Any:
+        raise _Refusing(self.code)
+
+
+@pytest.mark.parametrize("code, refusal, message", [
+    (grpc.StatusCode.RESOURCE_EXHAUSTED, LimitReached, "too many tasks at once: 6 not ended"),
+    (grpc.StatusCode.UNAVAILABLE, Unavailable, r"could not create the task \(UNAVAILABLE\)"),
+    (grpc.StatusCode.INTERNAL, Unavailable, r"could not create the task \(INTERNAL\)"),
+])
+def test_the_task_client_says_why_a_task_was_not_created(
+        code: grpc.StatusCode, refusal: type[Exception], message: str) -> None:
+    # What the upload service answers, and whether it keeps the file, turns on these two.
+    client = TaskClient(grpc.insecure_channel("127.0.0.1:9"))
+    client._stub = _TaskStub(code)  # type: ignore[assignment]
+    file = UploadedFile(id="f1", owner="u1", original_name="m.csv", file_path="f1", size_bytes=3,
+                        sha256="", created_at=datetime(2026, 1, 1))
+    with pytest.raises(refusal, match=message):
+        client.create(file, "ann", by_admin=False)
+    with pytest.raises(refusal, match=message):
+        client.create_operation(file, OperationSpec(operation="dedupe"), "ann")
 
 
 def test_a_file_reads_back_from_an_offset(uploads: Uploads) -> None:
