@@ -133,7 +133,7 @@ def test_reading_with_nothing_to_report_still_renews_the_lease(
     the lease ran out and the sweep gave the running task to another worker."""
     clock = itertools.count(step=2.0)  # each look at the clock is 2 s later: reading is slow
     monkeypatch.setattr(ingest.time, "monotonic", lambda: next(clock))
-    tasks, _ = _ingest(HEADER + b"\n" * (8 << 20))  # 8 chunks of blank lines
+    tasks, _ = _ingest(HEADER + b"\n" * (4 << 20))  # 4 chunks of blank lines
     assert tasks.finished is not None and tasks.finished.status == "done"
     renewals = [r for r in tasks.reports if not r.rejected and r.progress.rows_read == 0]
-    assert len(renewals) >= 7  # one per chunk at least: each took longer than a third of a lease
+    assert len(renewals) >= 3  # one per chunk at least: each took longer than a third of a lease
