@@ -317,9 +317,11 @@ class MovieRepository:
                         ) -> bool | None:
         """Stores the counts unless the movie holds a newer version: whether they were applied,
         None when there is no such movie."""
+        # "Older than `version`, or none yet" as one $not rather than an $or of the two: the
+        # embedded database reads the whole collection for any top-level $or, even beside an
+        # _id (0.7 s a vote at 10k movies, where this reads one document).
         result = self._movies.update_one(
-            {"_id": movie_id, "$or": [{"votes_version": {"$lt": version}},
-                                      {"votes_version": {"$exists": False}}]},
+            {"_id": movie_id, "votes_version": {"$not": {"$gte": version}}},
             {"$set": {"upvotes": upvotes, "downvotes": downvotes, "score": upvotes - downvotes,
                       "votes_version": version}})
         if result.matched_count:
