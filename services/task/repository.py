@@ -171,27 +171,26 @@ class TaskRepository:
     def claim(self, task_id: str, worker_id: str, lease_seconds: int) -> Task | None:
         """Takes the lease when the task is active and nobody else holds a live one."""
         t = now()
-        return _task(self._tasks.find_one_and_update(
-            {
-                "_id": _key(task_id),
-                "status": {"$in": list(ACTIVE)},
-                "$or": [
-                    {"lease_worker": {"$in": [None, worker_id]}},
-                    {"lease_expires_at": {"$lt": t}},
-                ],
+        take = {
+            "$set": {
+                "status": "processing",
+                "lease_worker": worker_id,
+                "lease_expires_at": t + timedelta(seconds=lease_seconds),
+                "updated_at": t,
             },
-            {
-                "$set": {
-                    "status": "processing",
-                    "lease_worker": worker_id,
-                    "lease_expires_at": t + timedelta(seconds=lease_seconds),
-                    "updated_at": t,
-                },
-                "$inc": {"attempts": 1},
-                "$min": {"started_at": t},
-            },
-            return_document=ReturnDocument.AFTER,
-        ))
+            "$inc": {"attempts": 1},
+            "$min": {"started_at": t},
+        }
+        # Free (or this worker's), else expired: two conditional updates, each atomic, rather
+        # than one with an $or of the two, for which the embedded database reads every task.
+        for lease in ({"lease_worker": {"$in": [None, worker_id]}},
+                      {"lease_expires_at": {"$lt": t}}):
+            claimed = self._tasks.find_one_and_update(
+                {"_id": _key(task_id), "status": {"$in": list(ACTIVE)}, **lease}, take,
+                return_document=ReturnDocument.AFTER)
+            if claimed is not None:
+                return _task(claimed)
+        return None
 
     def report(
         self,
@@ -279,11 +278,13 @@ class TaskRepository:
         were not re-enqueued within the grace period."""
         t = now()
         grace_before = t - grace
-        return [task_from_document(doc) for doc in self._tasks.find({"$and": [
-            {"$or": [{"status": "processing", "lease_expires_at": {"$lt": t}},
-                     {"status": "pending", "updated_at": {"$lt": grace_before}}]},
-            {"$or": [{"requeued_at": None}, {"requeued_at": {"$lt": grace_before}}]},
-        ]})]
+        # Two queries and a $not, as in claim: with an $or the embedded database reads every
+        # task at each sweep.
+        not_requeued = {"requeued_at": {"$not": {"$gte": grace_before}}}  # never, or before
+        return [task_from_document(doc) for query in (
+            {"status": "processing", "lease_expires_at": {"$lt": t}, **not_requeued},
+            {"status": "pending", "updated_at": {"$lt": grace_before}, **not_requeued},
+        ) for doc in self._tasks.find(query)]
 
     def files_to_delete(self, retention: timedelta, limit: int = 100) -> list[Task]:
         """Ended tasks whose file has outlived the retention period."""
