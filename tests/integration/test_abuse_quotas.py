@@ -324,7 +324,7 @@ def test_a_user_at_the_storage_quota_gets_413_until_their_files_expire(
 def test_a_file_of_rejected_rows_stores_the_first_and_counts_them_all(
         api: Api, stack: Stack, db: Database) -> None:
     keep = stack.settings.task_max_stored_rejections
-    rows = 50_000
+    rows = 10 * keep
     attacker = api.register("rejects")
     data = _rejected_rows(rows)  # a rejected row every two bytes, as in the report
     with Bystander(api) as bystander:
