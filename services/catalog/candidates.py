@@ -45,8 +45,9 @@ MAX_LIKED = 500
 MAX_GENRES = 20
 MAX_TEXT_CHARS = 100
 DESCENDING = [("vote_average", -1), ("_id", -1)]
-# The lower bounds of the vote_average bands, from the top (votes are 0 to 10).
-BAND_FLOORS = (9.0, 8.0, 7.0, 6.0, 5.0, 0.0)
+# Where the vote_average bands start, from the top; the last band runs down to the query's
+# lower bound.
+BAND_FLOORS = (9.0, 8.0, 7.0, 6.0, 5.0)
 # Imports change the catalog's version all the time, and one file barely moves the mean of a
 # catalog: it is computed again at most this often, not on every change.
 MEAN_MAX_AGE_SECONDS = 60.0
@@ -94,20 +95,20 @@ def bands(rating: dict[str, float]) -> list[dict[str, float]]:
     BAND_FLOORS: disjoint ranges that cover it, from the highest values down."""
     low, high = rating["$gte"], rating.get("$lte")
     cut: list[dict[str, float]] = []
-    ceiling: float | None = None  # the band above starts here
-    for floor in BAND_FLOORS:
-        if high is not None and floor > high:
-            continue
-        band = {"$gte": max(floor, low)}
+    ceiling: float | None = None  # where the band above starts
+
+    def below() -> dict[str, float]:
         if ceiling is not None:
-            band["$lt"] = ceiling
-        elif high is not None:
-            band["$lte"] = high
-        cut.append(band)
+            return {"$lt": ceiling}
+        return {} if high is None else {"$lte": high}
+
+    for floor in BAND_FLOORS:
         if floor <= low:
             break
-        ceiling = floor
-    return cut
+        if high is None or floor <= high:
+            cut.append({"$gte": floor, **below()})
+            ceiling = floor
+    return [*cut, {"$gte": low, **below()}]
 
 
 class CatalogMean:

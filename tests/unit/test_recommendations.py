@@ -96,6 +96,7 @@ def test_the_candidates_are_read_in_bands_from_the_top() -> None:
     assert bands({"$gte": 6.2, "$lte": 6.8}) == [{"$gte": 6.2, "$lte": 6.8}]
     assert bands({"$gte": 8.0, "$lte": 8.0}) == [{"$gte": 8.0, "$lte": 8.0}]
     assert bands({"$gte": 0.0, "$lte": 3.0}) == [{"$gte": 0.0, "$lte": 3.0}]
+    assert bands({"$gte": -1.0})[-1] == {"$gte": -1.0, "$lt": 5.0}
 
 
 def test_the_catalog_mean_is_computed_again_only_when_changed_and_a_minute_old() -> None:
