@@ -12,6 +12,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from services.common.keyset import read_page
 from services.ratings.rating_pages import Position
 from services.ratings.records import DOWNVOTE, UPVOTE, Delta, Rating, VoteCounts
 
@@ -78,11 +79,12 @@ class RatingRepository:
         query: dict[str, Any] = {"user_id": user_id}
         if movie_id:
             query["movie_id"] = movie_id
-        if after is not None:
-            query["$or"] = [{"created_ns": {"$lt": after.created_ns}},
-                            {"created_ns": after.created_ns, "_id": {"$lt": after.rating_id}}]
-        cursor = self._votes.find(query).sort(NEWEST_FIRST).skip(skip).limit(limit)
-        return [rating_from_document(doc) for doc in cursor]
+        branches: list[dict[str, Any]] = [] if after is None else [
+            {"created_ns": after.created_ns, "_id": {"$lt": after.rating_id}},
+            {"created_ns": {"$lt": after.created_ns}}]
+        found = read_page(self._votes, query, NEWEST_FIRST, limit=limit, skip=skip,
+                          after=branches)
+        return [rating_from_document(doc) for doc in found]
 
     def count_for_user(self, user_id: str, *, movie_id: str) -> int:
         query = {"user_id": user_id, **({"movie_id": movie_id} if movie_id else {})}

@@ -14,6 +14,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from services.common.ids import random_id
+from services.common.keyset import read_page
 from services.task.records import (
     ACTIVE,
     PROGRESS_FIELDS,
@@ -83,16 +84,19 @@ def _rows(rejected: list[RejectedRow]) -> list[dict[str, Any]]:
     return [asdict(r) for r in rejected]
 
 
-def _after(position: Position) -> dict[str, Any]:
-    """The tasks that come after `position` in NEWEST_FIRST, where a missing `created_ns`
-    (tasks from before it) sorts lowest, as Mongo sorts null."""
+def _after(position: Position | None) -> list[dict[str, Any]]:
+    """The branches of "after `position` in NEWEST_FIRST" (services/common/keyset.py), where a
+    missing `created_ns` (tasks from before it) sorts lowest, as Mongo sorts null."""
+    if position is None:
+        return []
     at, same = position.created_at, {"created_at": position.created_at}
     last = {"_id": {"$lt": _key(position.task_id)}}
+    older = {"created_at": {"$lt": at}}
     if position.created_ns is None:
-        return {"$or": [{"created_at": {"$lt": at}}, {**same, "created_ns": None, **last}]}
+        return [{**same, "created_ns": None, **last}, older]
     ns = position.created_ns
-    return {"$or": [{"created_at": {"$lt": at}}, {**same, "created_ns": {"$lt": ns}},
-                    {**same, "created_ns": None}, {**same, "created_ns": ns, **last}]}
+    return [{**same, "created_ns": ns, **last}, {**same, "created_ns": {"$lt": ns}},
+            {**same, "created_ns": None}, older]
 
 
 class TaskRepository:
@@ -154,16 +158,16 @@ class TaskRepository:
 
     def list_for_user(self, user_id: str, *, limit: int, skip: int = 0,
                       after: Position | None = None) -> list[Task]:
-        query = {"user": user_id, **(_after(after) if after else {})}
-        cursor = self._tasks.find(query).sort(NEWEST_FIRST).skip(skip).limit(limit)
-        return [task_from_document(doc) for doc in cursor]
+        found = read_page(self._tasks, {"user": user_id}, NEWEST_FIRST, limit=limit, skip=skip,
+                          after=_after(after))
+        return [task_from_document(doc) for doc in found]
 
     def list_all(self, *, user_id: str, status: str, limit: int, skip: int = 0,
                  after: Position | None = None) -> list[Task]:
-        query = {**({"user": user_id} if user_id else {}), **({"status": status} if status else {}),
-                 **(_after(after) if after else {})}
-        cursor = self._tasks.find(query).sort(NEWEST_FIRST).skip(skip).limit(limit)
-        return [task_from_document(doc) for doc in cursor]
+        query = {**({"user": user_id} if user_id else {}), **({"status": status} if status else {})}
+        found = read_page(self._tasks, query, NEWEST_FIRST, limit=limit, skip=skip,
+                          after=_after(after))
+        return [task_from_document(doc) for doc in found]
 
     def count_active(self, user_id: str) -> int:
         return self._tasks.count_documents({"user": user_id, "status": {"$in": list(ACTIVE)}})

@@ -10,6 +10,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from services.common.keyset import read_page
 from services.upload.file_pages import Position
 from services.upload.records import RESULT, UPLOAD, CsvHeader, UploadedFile
 
@@ -33,13 +34,17 @@ def _file(doc: dict[str, Any] | None) -> UploadedFile | None:
     )
 
 
-def _listed(owner: str, after: Position | None) -> dict[str, Any]:
-    """The owner's uploads (not results) after `after` in NEWEST_FIRST."""
-    query: dict[str, Any] = {"owner": owner, "kind": {"$ne": RESULT}}
-    if after is not None:
-        query["$or"] = [{"created_at": {"$lt": after.created_at}},
-                        {"created_at": after.created_at, "_id": {"$lt": after.file_id}}]
-    return query
+def _listed(owner: str) -> dict[str, Any]:
+    """The owner's uploads (not results)."""
+    return {"owner": owner, "kind": {"$ne": RESULT}}
+
+
+def _after(position: Position | None) -> list[dict[str, Any]]:
+    """The branches of "after `position` in NEWEST_FIRST" (services/common/keyset.py)."""
+    if position is None:
+        return []
+    return [{"created_at": position.created_at, "_id": {"$lt": position.file_id}},
+            {"created_at": {"$lt": position.created_at}}]
 
 
 class FileRepository:
@@ -70,8 +75,9 @@ class FileRepository:
 
     def list_for_owner(self, owner: str, *, limit: int, skip: int = 0,
                        after: Position | None = None) -> list[UploadedFile]:
-        cursor = self._files.find(_listed(owner, after)).sort(NEWEST_FIRST).skip(skip).limit(limit)
-        return [f for f in map(_file, cursor) if f is not None]
+        found = read_page(self._files, _listed(owner), NEWEST_FIRST, limit=limit, skip=skip,
+                          after=_after(after))
+        return [f for f in map(_file, found) if f is not None]
 
     def results_of(self, task_id: str) -> list[UploadedFile]:
         """The stored (not deleted) results of an operation's task: more than one only when a
