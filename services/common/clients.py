@@ -59,6 +59,12 @@ def jwks_verifier(settings: Settings) -> TokenVerifier:
     return TokenVerifier(fetch, settings.jwt_issuer, settings.jwt_audience)
 
 
+# An admin method waits this long for the auth service's answer: a slow answer (its database
+# busy with another user's heavy read) makes the call slow, not a 503; a service that is down
+# answers UNAVAILABLE at once.
+ADMIN_CHECK_TIMEOUT_SECONDS = 20
+
+
 def admin_confirmer(settings: Settings) -> ConfirmAdmin:
     """Asks the auth service whether the caller of an admin method is an enabled administrator
     now. Admin calls are few, so each asks: a cache would let a demoted admin in for its life."""
@@ -67,7 +73,8 @@ def admin_confirmer(settings: Settings) -> ConfirmAdmin:
     def confirm(caller: Caller) -> None:
         try:
             status = stub.GetAccountStatus(
-                auth_pb2.GetAccountStatusRequest(user_id=caller.user_id), timeout=5)
+                auth_pb2.GetAccountStatusRequest(user_id=caller.user_id),
+                timeout=ADMIN_CHECK_TIMEOUT_SECONDS)
         except grpc.RpcError as exc:
             raise Unavailable(f"cannot check the administrator's account now: {exc.code().name}; "
                               "try again") from None
