@@ -5,13 +5,12 @@ from __future__ import annotations
 import grpc
 
 from marquee.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from services.common.clients import PEER_CALL_TIMEOUT_SECONDS
 from services.common.errors import NotFound, Unavailable
 from services.ratings.records import VoteCounts
 
-# A vote call waits for the catalog; past this it is answered UNAVAILABLE (and undone). A catalog
-# that is down answers at once; one whose database is busy with another user's heavy read is
-# waited for, well within the gateway's 60 s route timeout, rather than the vote refused.
-CALL_TIMEOUT_SECONDS = 20.0
+# A vote call waits for the catalog; past this it is answered UNAVAILABLE (and undone).
+CALL_TIMEOUT_SECONDS = PEER_CALL_TIMEOUT_SECONDS
 
 
 def _unavailable(exc: grpc.RpcError) -> Unavailable:

@@ -9,13 +9,11 @@ from marquee.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from marquee.ratings.v1 import ratings_pb2, ratings_pb2_grpc
 from marquee.task.v1 import task_pb2, task_pb2_grpc
 from services.common import jobs
+from services.common.clients import PEER_CALL_TIMEOUT_SECONDS
 from services.common.errors import LimitReached, Unavailable
 
-# The version reads are on the request path of every GET /recommendations. A service that is
-# down answers UNAVAILABLE at once; one that is slow (its database busy with another user's
-# heavy read) makes this request slow, as it makes every other read, rather than fail it with
-# a 503 long before the gateway's 60 s route timeout.
-VERSION_TIMEOUT_SECONDS = 20.0
+# The version reads are on the request path of every GET /recommendations.
+VERSION_TIMEOUT_SECONDS = PEER_CALL_TIMEOUT_SECONDS
 TASK_TIMEOUT_SECONDS = 15.0
 
 
