@@ -2,6 +2,9 @@
 
     --keep            keep the temporary directory (stack data, logs, generated files)
     --rows N[,N...]   ingest these row counts instead of the tier's (e.g. only 1000000)
+    --fill N          first put N generated movies straight into the catalog's collection
+                      (bench/ingest.py fill), to measure reads at a size whose import the
+                      embedded database would take hours over
     --parts P[,P...]  measure only these of ingest, reads, recommend, votes, upload, scale,
                       auth (default: all; reads, recommend and votes run after each
                       ingestion tier)
@@ -44,6 +47,7 @@ from devstack.stack import Stack
 RESULTS = Path(__file__).resolve().parent / "results"
 MIB = 2**20
 ID_BASES = {10_000: 100_000_000, 100_000: 200_000_000, 1_000_000: 300_000_000}
+FILL_ID_BASE = 400_000_000
 UPLOAD_ID_BASE = 900_000_000
 SCALE_ID_BASE = 1_000_000_000
 PARTS = ("ingest", "reads", "recommend", "votes", "upload", "scale", "auth", "csvops")
@@ -254,8 +258,8 @@ def run_upload(tier: Tier, work: Path, stack: Stack, api: Api) -> dict[str, Any]
                      "and the sinks when they are in it)"}
 
 
-def run(tier_name: str, tier: Tier, parts: set[str], keep: bool, results: dict[str, Any]
-        ) -> None:
+def run(tier_name: str, tier: Tier, parts: set[str], keep: bool, results: dict[str, Any],
+        fill: int = 0) -> None:
     """Fills `results` as the measurements finish, so that an interrupted run keeps them."""
     work = Path(tempfile.mkdtemp(prefix="marquee-bench-"))
     log(f"tier {tier_name}; working in {work}")
@@ -265,9 +269,10 @@ def run(tier_name: str, tier: Tier, parts: set[str], keep: bool, results: dict[s
                    "upload_repeats": tier.upload_repeats, "sample_rows": tier.sample_rows,
                    "reads": vars(tier.reads) if tier.reads else None, "workers": 1,
                    "worker_concurrency": 1, "mb": "MiB (2^20 bytes)",
-                   "scale_bytes": list(tier.scale_bytes), "parts": sorted(parts)},
+                   "scale_bytes": list(tier.scale_bytes), "parts": sorted(parts),
+                   "fill": fill},
         "ingest": [], "upload": [], "reads": [], "recommend": [], "votes": [], "scale": [],
-        "auth": {}, "csvops": [],
+        "auth": {}, "csvops": [], "fill": {},
     })
     ok = False
     try:
@@ -288,6 +293,12 @@ def run(tier_name: str, tier: Tier, parts: set[str], keep: bool, results: dict[s
                 if "auth" in parts:  # first: nothing else has loaded the database yet
                     results["auth"] = auth.measure(stack.gateway_url)
                     log(f"auth: {results['auth']}")
+                if fill:
+                    path = work / "fill.csv"
+                    write_csv(path, id_base=FILL_ID_BASE, rows=fill)
+                    results["fill"] = ingest.fill(db["catalog_movies"], path, log)
+                    path.unlink()
+                    log(f"fill: {results['fill']}")
                 if "ingest" in parts:
                     for rows in tier.ingest_rows:
                         run_ingest_tier(rows, tier, work, stack, api, db, reader, results,
@@ -316,6 +327,8 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"comma-separated, of {', '.join(PARTS)}")
+    parser.add_argument("--fill", type=int, default=0,
+                        help="movies put straight into the catalog before the ingestion tiers")
     parser.add_argument("--rows", help="comma-separated ingestion tiers instead of the tier's, "
                                        "e.g. 1000000")
     args = parser.parse_args()
@@ -337,7 +350,7 @@ def main() -> None:
     try:
         with machine.InterferenceWatch() as watch:
             try:
-                run(args.tiers, tier, parts, args.keep, results)
+                run(args.tiers, tier, parts, args.keep, results, args.fill)
             finally:
                 results["interference"] = watch.seen
     finally:
