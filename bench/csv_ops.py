@@ -74,9 +74,17 @@ def measure(sizes: list[int], work: Path, log: Callable[[str], None]) -> list[di
                 "operation": operation, "file_bytes": actual, "rows": rows,
                 "marquee": {**marquee, "rows_per_s": round(rows / marquee["seconds"])},
                 "pandas": {**pandas, "rows_per_s": round(rows / pandas["seconds"])},
-                "speed_vs_pandas": round(pandas["seconds"] / marquee["seconds"], 2),
+                # Against a pandas script as a user runs it, its import counted; Marquee's
+                # worker has its code loaded, and the dialect from the upload.
+                "speed_vs_pandas": round(
+                    (pandas["load_seconds"] + pandas["seconds"]) / marquee["seconds"], 2),
                 # On a shared machine the wall clock swings by a third; CPU seconds far less.
-                "cpu_speed_vs_pandas": round(pandas["cpu_seconds"] / marquee["cpu_seconds"], 2),
+                "cpu_speed_vs_pandas": round(
+                    (pandas["load_cpu_seconds"] + pandas["cpu_seconds"])
+                    / marquee["cpu_seconds"], 2),
+                # The work alone, neither's loading counted.
+                "compute_cpu_speed_vs_pandas": round(
+                    pandas["cpu_seconds"] / marquee["cpu_seconds"], 2),
                 "memory_vs_pandas": round(marquee["peak_mb"] / pandas["peak_mb"], 2),
                 "shell": {}}
             for name, template in SHELL[operation]:

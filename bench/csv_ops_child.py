@@ -1,7 +1,9 @@
 """One measured run of a CSV operation, in a process of its own so that its peak memory is its
 own: `python -m bench.csv_ops_child marquee|pandas dedupe|unique|filter FILE`. Prints one JSON
-object: seconds, cpu_seconds, peak_mb (VmHWM), rows_in, rows_out (dedupe, filter) or
-distinct (unique). The result is written to /dev/null, as a download would be consumed."""
+object: seconds and cpu_seconds of the operation, load_seconds and load_cpu_seconds of what
+comes before it (the imports; for Marquee also the dialect, which its upload detects), peak_mb
+(VmHWM), rows_in, rows_out (dedupe, filter) or distinct (unique). The result is written to
+/dev/null, as a download would be consumed."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,13 @@ def _chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def marquee(operation: str, path: Path) -> dict[str, Any]:
-    """The worker's own code: the reader, the operation and its spills, the result's bytes."""
+Run = Callable[[str, Path], dict[str, Any]]
+
+
+def marquee(path: Path) -> Run:
+    """The worker's own code, loaded (a running worker has it), with the file's dialect as its
+    upload detected it (services/upload/csv_header.py): the reader, the operation and its
+    spills, the result's bytes."""
     from services.worker.csv_operations import start_operation
     from services.worker.csv_source import (
         ByteStream,
@@ -38,45 +45,51 @@ def marquee(operation: str, path: Path) -> dict[str, Any]:
     from services.worker.operation_spec import Condition, OperationSpec, plan
 
     limits = CsvLimits(max_row_chars=1 << 20, max_header_chars=1 << 16, max_columns=256)
-    stream = ByteStream(_chunks(path))
-    batches = record_batches(stream, limits=limits,
-                             dialect=detect_dialect(stream, lambda: is_utf8(_chunks(path))),
-                             whole_file_is_utf8=lambda: True)
-    header = next(batches).rows[0]
-    spec = {"dedupe": OperationSpec("dedupe"),
-            "unique": OperationSpec("unique", column=UNIQUE_COLUMN),
-            "filter": OperationSpec("filter", conditions=(
-                Condition(FILTER_COLUMN, "gte", FILTER_AT_LEAST),))}[operation]
-    rows_in = 0
-    with tempfile.TemporaryDirectory() as spill, open("/dev/null", "wb") as sink:
-        op = start_operation(plan(spec, header), header, path.stat().st_size, Path(spill))
-        for batch in batches:
-            rows_in += len(batch.rows) + bool(batch.skipped)
-            op.add_rows(batch.split(len(header))[0])
-        for chunk in op.result(header, lambda: None):
-            sink.write(chunk)
-    return {"rows_in": rows_in, "rows_out": op.tally.rows_out, "distinct": op.tally.distinct}
+    dialect = detect_dialect(ByteStream(_chunks(path)), lambda: is_utf8(_chunks(path)))
+
+    def run(operation: str, path: Path) -> dict[str, Any]:
+        batches = record_batches(ByteStream(_chunks(path)), lambda: True, limits, dialect)
+        header = next(batches).rows[0]
+        spec = {"dedupe": OperationSpec("dedupe"),
+                "unique": OperationSpec("unique", column=UNIQUE_COLUMN),
+                "filter": OperationSpec("filter", conditions=(
+                    Condition(FILTER_COLUMN, "gte", FILTER_AT_LEAST),))}[operation]
+        rows_in = 0
+        with tempfile.TemporaryDirectory() as spill, open("/dev/null", "wb") as sink:
+            op = start_operation(plan(spec, header), header, path.stat().st_size, Path(spill))
+            for batch in batches:
+                rows_in += len(batch.rows) + bool(batch.skipped)
+                op.add_rows(batch.split(len(header))[0])
+            for chunk in op.result(header, lambda: None):
+                sink.write(chunk)
+        return {"rows_in": rows_in, "rows_out": op.tally.rows_out,
+                "distinct": op.tally.distinct}
+
+    return run
 
 
-def pandas(operation: str, path: Path) -> dict[str, Any]:
+def pandas(path: Path) -> Run:
     """What a user would do instead: every value as text, as read (no NaN guessing)."""
     import pandas as pd
 
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if operation == "dedupe":
-        out = frame.drop_duplicates()
+    def run(operation: str, path: Path) -> dict[str, Any]:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if operation == "dedupe":
+            out = frame.drop_duplicates()
+            out.to_csv("/dev/null", index=False)
+            return {"rows_in": len(frame), "rows_out": len(out)}
+        if operation == "unique":
+            counts = frame[UNIQUE_COLUMN].value_counts()
+            with open("/dev/null", "w") as sink:
+                json.dump({"values": [{"value": v, "count": int(n)}
+                                      for v, n in counts.items()]}, sink)
+            return {"rows_in": len(frame), "distinct": len(counts)}
+        numbers = pd.to_numeric(frame[FILTER_COLUMN], errors="coerce")
+        out = frame[numbers >= float(FILTER_AT_LEAST)]
         out.to_csv("/dev/null", index=False)
         return {"rows_in": len(frame), "rows_out": len(out)}
-    if operation == "unique":
-        counts = frame[UNIQUE_COLUMN].value_counts()
-        with open("/dev/null", "w") as sink:
-            json.dump({"values": [{"value": v, "count": int(n)} for v, n in counts.items()]},
-                      sink)
-        return {"rows_in": len(frame), "distinct": len(counts)}
-    numbers = pd.to_numeric(frame[FILTER_COLUMN], errors="coerce")
-    out = frame[numbers >= float(FILTER_AT_LEAST)]
-    out.to_csv("/dev/null", index=False)
-    return {"rows_in": len(frame), "rows_out": len(out)}
+
+    return run
 
 
 def _peak_kib() -> int:
@@ -95,12 +108,15 @@ def _peak_kib() -> int:
 def main() -> None:
     tool, operation, path = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     started, cpu_started = time.perf_counter(), time.process_time()
-    counts = {"marquee": marquee, "pandas": pandas}[tool](operation, path)
-    seconds = time.perf_counter() - started
+    run = {"marquee": marquee, "pandas": pandas}[tool](path)
+    loaded, cpu_loaded = time.perf_counter(), time.process_time()
+    counts = run(operation, path)
     # CPU seconds as well: on a shared machine they vary far less than the wall clock.
-    cpu_seconds = time.process_time() - cpu_started
+    seconds, cpu_seconds = time.perf_counter() - loaded, time.process_time() - cpu_loaded
     peak_mb = _peak_kib() / 1024
     print(json.dumps({"seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3),
+                      "load_seconds": round(loaded - started, 3),
+                      "load_cpu_seconds": round(cpu_loaded - cpu_started, 3),
                       "peak_mb": round(peak_mb, 1), **counts}))
 
 

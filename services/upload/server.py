@@ -33,7 +33,8 @@ def _file(file: UploadedFile) -> upload_pb2.File:
     message = upload_pb2.File(
         file_id=file.id, owner=file.owner, original_name=file.original_name,
         file_path=file.file_path, size_bytes=file.size_bytes, sha256=file.sha256,
-        deleted=file.deleted, task_id=file.task_id,
+        deleted=file.deleted, task_id=file.task_id, encoding=file.header.encoding,
+        delimiter=file.header.delimiter,
     )
     message.created_at.FromDatetime(file.created_at.replace(tzinfo=UTC))
     return message

@@ -36,6 +36,7 @@ from services.worker.csv_source import (
     Batch,
     ByteStream,
     CsvLimits,
+    Dialect,
     detect_dialect,
     is_utf8,
     raw_sample,
@@ -103,7 +104,10 @@ class OperationRun:
                 yield response.chunk
 
         stream = ByteStream(chunks())
-        dialect = detect_dialect(stream, lambda: is_utf8(chunks()))
+        # The upload detected the dialect with this reader (services/upload/csv_header.py);
+        # detecting it again would stream a file whose first bytes are UTF-8 twice.
+        dialect = Dialect(file.encoding, file.delimiter) if file.encoding and file.delimiter \
+            else detect_dialect(stream, lambda: is_utf8(chunks()))
         batches = record_batches(stream, lambda: True, limits, dialect)
         first = next(batches, None)
         if first is None:
