@@ -364,6 +364,13 @@ class Dialect(NamedTuple):
     delimiter: str
 
 
+def stored_dialect(encoding: str, delimiter: str) -> Dialect | None:
+    """The dialect the upload detected with this reader (services/upload/csv_header.py), when
+    it detected one: reading a file in it streams the file once, where detecting it again
+    streams a file whose first bytes are UTF-8 twice."""
+    return Dialect(encoding, delimiter) if encoding and delimiter else None
+
+
 def detect_dialect(stream: ByteStream, whole_file_is_utf8: Callable[[], bool]) -> Dialect:
     sample = stream.peek_sample()
     encoding = choose_encoding(sample, whole_file_is_utf8)

@@ -37,6 +37,7 @@ from services.worker.csv_source import (
     is_utf8,
     raw_sample,
     records,
+    stored_dialect,
 )
 from services.worker.movie_rows import FileRejected, Header, RowRejected, parse_header, parse_row
 
@@ -188,9 +189,10 @@ class CsvIngestion:
                 yield response.chunk
 
         stream = ByteStream(chunks())
-        # Whether the file is UTF-8 throughout takes a pass over it (about a second per GiB,
-        # against minutes of ingestion); it is asked only when the first bytes leave it open.
-        rows = records(stream, lambda: is_utf8(chunks()), self._limits)
+        # A file with no stored dialect is detected here: whether it is UTF-8 throughout takes
+        # a pass over it, asked only when the first bytes leave it open.
+        rows = records(stream, lambda: is_utf8(chunks()), self._limits,
+                       stored_dialect(file.encoding, file.delimiter))
         header_row = next(rows, None)
         if header_row is None:
             raise FileRejected("the file has only blank lines: upload a CSV with a header row")

@@ -36,11 +36,11 @@ from services.worker.csv_source import (
     Batch,
     ByteStream,
     CsvLimits,
-    Dialect,
     detect_dialect,
     is_utf8,
     raw_sample,
     record_batches,
+    stored_dialect,
 )
 from services.worker.movie_rows import FileRejected, field_count_reason
 from services.worker.operation_spec import plan, spec_from_message
@@ -104,10 +104,8 @@ class OperationRun:
                 yield response.chunk
 
         stream = ByteStream(chunks())
-        # The upload detected the dialect with this reader (services/upload/csv_header.py);
-        # detecting it again would stream a file whose first bytes are UTF-8 twice.
-        dialect = Dialect(file.encoding, file.delimiter) if file.encoding and file.delimiter \
-            else detect_dialect(stream, lambda: is_utf8(chunks()))
+        dialect = stored_dialect(file.encoding, file.delimiter) \
+            or detect_dialect(stream, lambda: is_utf8(chunks()))
         batches = record_batches(stream, lambda: True, limits, dialect)
         first = next(batches, None)
         if first is None:
