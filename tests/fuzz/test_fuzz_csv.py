@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from services.catalog.movie_message import movie_message
 from services.catalog.records import Movie
+from services.worker import csv_source
 from services.worker.csv_source import (
     DELIMITERS,
     HEAD_CHARS,
@@ -108,6 +109,37 @@ def test_csv_text_under_small_bounds_gives_bounded_records_or_a_file_rejection(
     except FileRejected:
         return
     assert all(sum(map(len, r.fields)) <= SMALL.max_row_chars for r in found)
+
+
+STEPS = st.lists(st.tuples(st.booleans(), st.integers(1, 40), st.integers(0, 40)), max_size=40)
+
+
+@FUZZ
+@given(CSV_TEXT, CHUNK, STEPS)
+def test_the_text_reads_and_splits_lines_as_textiowrapper_without_translation(
+        text: str, size: int, steps: list[tuple[bool, int, int]]) -> None:
+    data = text.encode()
+    ours = csv_source._Text(_chunks(data, size), "utf-8")
+    theirs = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline="")
+    for by_line, n, _ in steps:
+        if by_line:
+            assert ours.readline(n) == theirs.readline(n)
+        else:
+            assert ours.read(n) == theirs.read(n)
+
+
+@FUZZ
+@given(CSV_TEXT, CHUNK, STEPS)
+def test_text_put_back_is_read_again_and_nothing_is_lost(
+        text: str, size: int, steps: list[tuple[bool, int, int]]) -> None:
+    ours = csv_source._Text(_chunks(text.encode(), size), "utf-8")
+    kept = []
+    for by_line, n, put_back in steps:
+        got = ours.readline(n) if by_line else ours.read(n)
+        cut = len(got) - min(put_back, len(got))
+        ours.unread(got[cut:])
+        kept.append(got[:cut])
+    assert "".join(kept) + ours.read(len(text) + 1) == text
 
 
 @FUZZ

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import codecs
-import io
 import random
 from collections.abc import Callable, Iterator
 
@@ -51,37 +50,28 @@ def _says(answer: bool) -> Callable[[], bool]:
 
 # --- ByteStream ---------------------------------------------------------------------------------
 
-def test_bytestream_reads_across_chunks_and_counts_consumed_bytes() -> None:
+def test_bytestream_gives_the_rest_counting_each_chunk_as_it_is_given() -> None:
     stream = ByteStream(iter([b"ab", b"", b"cde", b"f"]))
-    buffered = io.BufferedReader(stream, 2)
+    rest = stream.rest()
     assert stream.consumed == 0
-    assert buffered.read(3) == b"abc"
-    assert buffered.read() == b"def"
-    assert stream.consumed == 6
-    assert buffered.read(1) == b""
-    assert stream.consumed == 6
-
-
-def test_bytestream_raw_read_is_a_short_read_within_one_chunk() -> None:
-    stream = ByteStream(iter([b"ab", b"cde"]))
-    assert stream.read(3) == b"ab"
+    assert next(rest) == b"ab"
     assert stream.consumed == 2
-    assert stream.read(3) == b"cde"
-    assert stream.consumed == 5
+    assert b"".join(rest) == b"cdef"
+    assert stream.consumed == 6
 
 
 def test_peek_sample_does_not_consume() -> None:
     stream = ByteStream(iter([b"ab", b"cde", b"f"]))
     assert stream.peek_sample(4) == b"abcd"
     assert stream.consumed == 0
-    assert stream.read() == b"abcdef"
+    assert b"".join(stream.rest()) == b"abcdef"
     assert stream.consumed == 6
 
 
 def test_peek_sample_of_a_short_stream_returns_everything() -> None:
     stream = ByteStream(iter([b"ab", b"c"]))
     assert stream.peek_sample(100) == b"abc"
-    assert stream.read() == b"abc"
+    assert b"".join(stream.rest()) == b"abc"
 
 
 def test_consumed_after_records_is_the_file_size() -> None:
