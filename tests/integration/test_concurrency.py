@@ -12,14 +12,15 @@ from devstack.stack import Stack
 from tests.integration.conftest import Api, User, catalog_count, generated_csv, log_lines
 
 BASE = 68_000_000
-POOL = 1500  # distinct movies the 24 files draw from, overlapping each other
+POOL = 600  # distinct movies the 24 files draw from, overlapping each other
+ROWS = 120  # movies in each file
 
 
 def _file(seed: int) -> tuple[bytes, set[int], int]:
-    """A file of 300 movies from the shared pool; odd seeds add dirty rows too. Returns the
+    """A file of ROWS movies from the shared pool; odd seeds add dirty rows too. Returns the
     bytes, the movie ids and how many rows are dirty."""
     rng = random.Random(seed)
-    picked = sorted(rng.sample(range(POOL), 300))
+    picked = sorted(rng.sample(range(POOL), ROWS))
     source = list(csv.reader(io.StringIO(generated_csv(POOL, BASE).decode())))
     out = io.StringIO()
     writer = csv.writer(out)
@@ -50,7 +51,7 @@ def test_eight_users_three_files_each_at_once(api: Api, stack: Stack) -> None:
         assert task["status"] == "done", task
         # A movie another user imported first is theirs: its rows are skipped, not imported.
         assert (task["rows_imported"] + task["rows_skipped"], task["rows_rejected"]) == \
-            (300, files[n][2])
+            (ROWS, files[n][2])
     for user in users:
         mine = {t["task_id"] for t in api.get("/tasks", headers=user.headers).json()}
         assert mine == {task_id for u, task_id in uploaded if u is user}
