@@ -3,8 +3,8 @@
     --keep            keep the temporary directory (stack data, logs, generated files)
     --rows N[,N...]   ingest these row counts instead of the tier's (e.g. only 1000000)
     --fill N          first put N generated movies straight into the catalog's collection
-                      (bench/ingest.py fill), to measure reads at a size whose import the
-                      embedded database would take hours over
+                      (bench/ingest.py fill), to measure reads at a size whose import takes
+                      hours (1.1M movies need a real mongod: set MONGO_URI)
     --parts P[,P...]  measure only these of ingest, reads, recommend, votes, upload, scale,
                       auth (default: all; reads, recommend and votes run after each
                       ingestion tier)

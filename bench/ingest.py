@@ -154,13 +154,14 @@ def ceiling(db: Database, path: Path, name: str, *, upsert: bool, limit: int | N
 def fill(coll: Collection, path: Path, log: Callable[[str], None]) -> dict[str, Any]:
     """Puts the file's movies straight into the catalog's collection, in the form an import
     stores (the parser, the row rules and the search fields are the catalog's own): how reads,
-    searches and recommendations are measured at a size whose import this embedded database
-    would take many hours over. Timed, with the rate, which is the database's own."""
+    searches and recommendations are measured at a size whose import takes hours. Timed, with
+    the rate, which is the database's own; the embedded one falls to ~60 movies/s by 60k
+    movies (BENCHMARKS.md, "1.1M movies"), so 1.1M takes a real mongod (MONGO_URI)."""
     written, start = 0, time.perf_counter()
     for parsed in parsed_batches(path):
         coll.insert_many([with_search_fields(d) for d in parsed], ordered=False)
         written += len(parsed)
-        if written % 100_000 < BATCH:
+        if written % 10_000 < BATCH:
             log(f"fill: {written:,} movies in {time.perf_counter() - start:,.0f} s")
     seconds = time.perf_counter() - start
     return {"movies": written, "seconds": round(seconds, 1),
