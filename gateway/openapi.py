@@ -39,6 +39,8 @@ from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 
+from services.common.rest import NDJSON
+
 DESCRIPTOR_SET = "marquee.pb"
 DOCUMENT = "openapi.json"
 TEMPLATE = Path(__file__).with_name("envoy.yaml.tmpl")
@@ -372,15 +374,17 @@ class _Document:
             natural = {"type": "string", "format": "binary"}
         else:
             natural = self.schemas.ref(output)
-        stream_note = ""
+        stream_note, json_type = "", "application/json"
         if method.server_streaming and output.full_name != HTTP_BODY:
             stream_note = (" A stream: one JSON object per line (newline-delimited JSON), each "
                            "sent as it is produced." if self.options.stream_newline_delimited
                            else " A stream: a JSON array sent in pieces.")
+            if self.options.stream_newline_delimited:  # labelled so by the service (NDJSON)
+                json_type = NDJSON
         declared = list(method.GetOptions().Extensions[self.response_option])
         out: dict[str, Any] = {}
         if not declared:
-            content_type = "*/*" if output.full_name == HTTP_BODY else "application/json"
+            content_type = "*/*" if output.full_name == HTTP_BODY else json_type
             return {"200": {"description": "OK." + stream_note,
                             "content": {content_type: {"schema": natural}}}}
         for answer in declared:
@@ -397,7 +401,7 @@ class _Document:
                 schema = {"type": "string"}
             else:
                 schema = natural
-            response.setdefault("content", {})[answer.content_type or "application/json"] = {
+            response.setdefault("content", {})[answer.content_type or json_type] = {
                 "schema": schema}
         return out
 

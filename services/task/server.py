@@ -15,7 +15,13 @@ from google.protobuf import json_format
 
 from marquee.task.v1 import task_pb2, task_pb2_grpc
 from services.common.access import current_caller
-from services.common.rest import CONTENT_DISPOSITION, content_disposition, json_body
+from services.common.rest import (
+    CONTENT_DISPOSITION,
+    NDJSON,
+    content_disposition,
+    json_body,
+    set_http_content_type,
+)
 from services.task.records import (
     PROGRESS_FIELDS,
     NewTask,
@@ -137,8 +143,13 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
     def WatchTask(self, request: task_pb2.WatchTaskRequest, context: grpc.ServicerContext
                   ) -> Iterator[task_pb2.Task]:
         self._hold_stream_slot(context)
-        for task in self._service.watch(request.task_id, current_caller().user_id,
-                                        context.is_active):
+        tasks = self._service.watch(request.task_id, current_caller().user_id,
+                                    context.is_active)
+        first = next(tasks, None)  # an unknown or another user's task: its error, as JSON
+        set_http_content_type(context, NDJSON)
+        if first is not None:
+            yield to_proto(first)
+        for task in tasks:
             yield to_proto(task)
 
     def CancelTask(self, request: task_pb2.CancelTaskRequest, context: grpc.ServicerContext

@@ -142,9 +142,13 @@ def test_real_answers_match_the_document(api: Api, user: User, doc: dict[str, An
 
 def test_a_watch_is_what_the_document_says(api: Api, user: User, doc: dict[str, Any],
                                            imported: str) -> None:
-    """A server stream through the transcoder: one JSON object per line."""
+    """A server stream through the transcoder: one JSON object per line, labelled so (the
+    transcoder said application/json, and a client that parsed the body as one JSON document
+    failed once the stream had two lines: the fuzz test found it)."""
     r = api.get(f"/task/{imported}/watch", headers=user.headers)
     declared = doc["paths"]["/task/{task_id}/watch"]["get"]["responses"]["200"]
     assert "one JSON object per line" in declared["description"]
+    assert list(declared["content"]) == ["application/x-ndjson"]
+    assert r.headers["content-type"] == "application/x-ndjson"
     lines = [json.loads(line) for line in r.text.splitlines() if line.strip()]
     assert lines and lines[-1]["status"] == "done"
