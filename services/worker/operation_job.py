@@ -36,7 +36,6 @@ from services.worker.csv_source import (
     Batch,
     ByteStream,
     CsvLimits,
-    detect_dialect,
     is_utf8,
     raw_sample,
     record_batches,
@@ -104,9 +103,8 @@ class OperationRun:
                 yield response.chunk
 
         stream = ByteStream(chunks())
-        dialect = stored_dialect(file.encoding, file.delimiter) \
-            or detect_dialect(stream, lambda: is_utf8(chunks()))
-        batches = record_batches(stream, lambda: True, limits, dialect)
+        batches = record_batches(stream, lambda: is_utf8(chunks()), limits,
+                                 stored_dialect(file.encoding, file.delimiter))
         first = next(batches, None)
         if first is None:
             raise FileRejected("the file has only blank lines: it has no header")
