@@ -32,38 +32,42 @@ Run = Callable[[str, Path], dict[str, Any]]
 
 def marquee(path: Path) -> Run:
     """The worker's own code, loaded (a running worker has it), with the file's dialect as its
-    upload detected it (services/upload/csv_header.py): the reader, the operation and its
-    spills, the result's bytes."""
-    from services.worker.csv_operations import start_operation
+    upload detected it (services/upload/csv_header.py): the reader, the parsing processes
+    (OPERATION_PROCESSES, 2 by default) and the operation with its spills, the result's
+    bytes."""
+    from services.common.settings import Settings
+    from services.worker.block_workers import BlockWorkers, Parallelism
     from services.worker.csv_source import (
         ByteStream,
         CsvLimits,
         detect_dialect,
         is_utf8,
-        record_batches,
+        stepped_blocks,
     )
-    from services.worker.operation_spec import Condition, OperationSpec, plan
+    from services.worker.operation_job import FileOperation
+    from services.worker.operation_spec import Condition, OperationSpec
 
     limits = CsvLimits(max_row_chars=1 << 20, max_header_chars=1 << 16, max_columns=256)
+    parallelism = Parallelism.from_settings(Settings.from_env())
     dialect = detect_dialect(ByteStream(_chunks(path)), lambda: is_utf8(_chunks(path)))
 
     def run(operation: str, path: Path) -> dict[str, Any]:
-        batches = record_batches(ByteStream(_chunks(path)), lambda: True, limits, dialect)
-        header = next(batches).rows[0]
         spec = {"dedupe": OperationSpec("dedupe"),
                 "unique": OperationSpec("unique", column=UNIQUE_COLUMN),
                 "filter": OperationSpec("filter", conditions=(
                     Condition(FILTER_COLUMN, "gte", FILTER_AT_LEAST),))}[operation]
         rows_in = 0
         with tempfile.TemporaryDirectory() as spill, open("/dev/null", "wb") as sink:
-            op = start_operation(plan(spec, header), header, path.stat().st_size, Path(spill))
-            for batch in batches:
-                rows_in += len(batch.rows) + bool(batch.skipped)
-                op.add_rows(batch.split(len(header))[0])
-            for chunk in op.result(header, lambda: None):
+            run = FileOperation(spec, path.stat().st_size, Path(spill), parallelism)
+            for parsed in stepped_blocks(ByteStream(_chunks(path)), lambda: True, limits,
+                                         dialect, run.begin):
+                rows_in += parsed.records
+                op = run.add(parsed)
+            for chunk in op.result(run.header, lambda: None):
                 sink.write(chunk)
+        children_kib = run.parser.peak_kib if isinstance(run.parser, BlockWorkers) else 0
         return {"rows_in": rows_in, "rows_out": op.tally.rows_out,
-                "distinct": op.tally.distinct}
+                "distinct": op.tally.distinct, "children_peak_mb": round(children_kib / 1024, 1)}
 
     return run
 

@@ -73,6 +73,10 @@ class Settings:
     # Where the operation jobs spill rows and keys (dedupe, unique); "" for the system's
     # temporary directory.
     csv_ops_spill_dir: str
+    # Processes that parse the blocks of an operation's file, beside the job's own (1: none),
+    # for a file of at least operation_parallel_min_bytes.
+    operation_processes: int
+    operation_parallel_min_bytes: int
     task_lease_seconds: int
     # Open WatchTask and ExportTaskErrors streams, each holding a task-service thread.
     task_streams_per_user: int
@@ -161,6 +165,8 @@ class Settings:
             csv_max_header_chars=_int("CSV_MAX_HEADER_CHARS", 64 << 10),
             csv_max_columns=_int("CSV_MAX_COLUMNS", 256),
             csv_ops_spill_dir=env("CSV_OPS_SPILL_DIR", ""),
+            operation_processes=_int("OPERATION_PROCESSES", 2),
+            operation_parallel_min_bytes=_int("OPERATION_PARALLEL_MIN_BYTES", 16 << 20),
             task_lease_seconds=_int("TASK_LEASE_SECONDS", 60),
             task_streams_per_user=_int("TASK_STREAMS_PER_USER", 8),
             task_streams_total=_int("TASK_STREAMS_TOTAL", 32),

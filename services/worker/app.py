@@ -19,6 +19,7 @@ from marquee.upload.v1 import upload_pb2_grpc
 from services.common import jobs, logs
 from services.common.clients import internal_channel
 from services.common.settings import Settings
+from services.worker.block_workers import Parallelism
 from services.worker.csv_source import CsvLimits
 from services.worker.ingest import Clients, ingest_csv
 from services.worker.operation_job import OperationClients, run_operation
@@ -86,7 +87,7 @@ def _operation_clients(pid: int) -> OperationClients:
 def _operation(task_id: str) -> str:
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     return run_operation(_operation_clients(os.getpid()), task_id, worker_id, csv_limits,
-                         settings.csv_ops_spill_dir)
+                         settings.csv_ops_spill_dir, Parallelism.from_settings(settings))
 
 
 # One job per operation kind (each refuses a task of a kind that is not an operation); they

@@ -33,6 +33,7 @@ import marshal
 import math
 import operator
 import re
+import zlib
 from bisect import bisect_right
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -97,9 +98,13 @@ class _Spill:
     def write(self, index: int, value: Any) -> None:
         """Appends `value`, after its size: marshal.load reads a file in many small reads, so
         each value is read whole and unmarshalled from memory."""
+        self.write_marshalled(index, marshal.dumps(value, SPILL_VERSION))
+
+    def write_marshalled(self, index: int, data: bytes) -> None:
+        """Appends a value marshalled already (version SPILL_VERSION)."""
         assert self._files is not None
-        data = marshal.dumps(value, SPILL_VERSION)
-        self._files[index].write(len(data).to_bytes(_SIZE_BYTES, "little") + data)
+        self._files[index].write(len(data).to_bytes(_SIZE_BYTES, "little"))
+        self._files[index].write(data)
 
     def close(self) -> None:
         for f in self._files or ():
@@ -154,6 +159,24 @@ def _encoded(texts: Iterable[str]) -> Iterator[bytes]:
     yield "".join(parts).encode()
 
 
+class DedupeStep:
+    """What dedupe needs of a batch, made where the batch is parsed: each row's key, the rows
+    as spilled (None when the keys are the rows), and the partition of each key. The partition
+    is the key's CRC-32, which every process computes alike (hash() is salted per process)."""
+
+    def __init__(self, key: tuple[int, ...], whole_row: bool, partitions: int) -> None:
+        self.key = key
+        self.whole_row = whole_row
+        self.partitions = partitions
+
+    def __call__(self, rows: list[list[str]]) -> tuple[list[bytes], bytes | None, list[int]]:
+        keyed = rows if self.whole_row else map(operator.itemgetter(*self.key), rows)
+        keys = list(map(marshal.dumps, keyed, repeat(SPILL_VERSION)))
+        parts = (list(map(operator.mod, map(zlib.crc32, keys), repeat(self.partitions)))
+                 if self.partitions > 1 else [])
+        return keys, None if self.whole_row else marshal.dumps(rows, SPILL_VERSION), parts
+
+
 class Dedupe:
     """Rows whose key equals an earlier row's are dropped; first occurrences keep their order.
 
@@ -166,38 +189,40 @@ class Dedupe:
 
     def __init__(self, plan: Plan, size_bytes: int, spill_dir: Path, columns: int) -> None:
         self.tally = Tally()
-        self._whole_row = list(plan.key) == list(range(columns))
-        self._key = operator.itemgetter(*plan.key)  # a value, or a tuple of them
         self._count = partitions_for(size_bytes)
+        self.step = DedupeStep(plan.key, list(plan.key) == list(range(columns)), self._count)
         self._rows = _Spill(spill_dir, "rows", 1)
         self._keys = _Spill(spill_dir, "keys", self._count)
         self._added = 0
         self._numbers: list[int] = []
-        self._buffered: list[Any] = []
+        self._buffered: list[bytes] = []
+        self._parts: list[int] = []
 
-    def add_rows(self, rows: list[list[str]]) -> None:
-        if not rows:
+    def add(self, stepped: tuple[list[bytes], bytes | None, list[int]]) -> None:
+        keys, rows, parts = stepped
+        if not keys:
             return
-        keys = list(map(marshal.dumps, rows if self._whole_row else map(self._key, rows),
-                        repeat(SPILL_VERSION)))
-        self._rows.write(0, keys if self._whole_row else rows)
+        if rows is None:
+            self._rows.write(0, keys)
+        else:
+            self._rows.write_marshalled(0, rows)
         self._buffered += keys
-        self._numbers += range(self._added, self._added + len(rows))
-        self._added += len(rows)
+        self._parts += parts
+        self._numbers += range(self._added, self._added + len(keys))
+        self._added += len(keys)
         if len(self._numbers) >= KEYS_BUFFERED:
             self._flush_keys()
 
     def _flush_keys(self) -> None:
         """The keys held so far, each with its row's number, to their partitions; the numbers
         in a partition stay in order."""
-        numbers, keys = self._numbers, self._buffered
-        self._numbers, self._buffered = [], []
+        numbers, keys, parts = self._numbers, self._buffered, self._parts
+        self._numbers, self._buffered, self._parts = [], [], []
         if not numbers:
             return
         if self._count == 1:
             self._keys.write(0, (numbers, keys))
             return
-        parts = list(map(operator.mod, map(hash, keys), repeat(self._count)))
         order = sorted(range(len(parts)), key=parts.__getitem__)  # stable: rows stay in order
         parts = list(map(parts.__getitem__, order))
         numbers = list(map(numbers.__getitem__, order))
@@ -240,7 +265,7 @@ class Dedupe:
             at += len(rows)
             self.tally.rows_out += marks.count(1)
             kept = compress(rows, marks)
-            yield _csv_rows(map(marshal.loads, kept) if self._whole_row else kept)
+            yield _csv_rows(map(marshal.loads, kept) if self.step.whole_row else kept)
             tick()
         self._rows.remove(0)
 
@@ -249,6 +274,16 @@ def _entries(chunks: Iterable[list[Any]]) -> Iterator[tuple[Any, ...]]:
     """The entries of a spill written a list at a time (marshal gives tuples back as tuples)."""
     for chunk in chunks:
         yield from chunk
+
+
+class CountStep:
+    """The values of one column of a batch, counted where the batch is parsed."""
+
+    def __init__(self, column: int) -> None:
+        self.column = column
+
+    def __call__(self, rows: list[list[str]]) -> Counter[str]:
+        return Counter(map(operator.itemgetter(self.column), rows))
 
 
 class UniqueValues:
@@ -262,14 +297,14 @@ class UniqueValues:
         self.tally = Tally()
         self._name = column_name
         self._counts: Counter[str] = Counter()
-        self._value = operator.itemgetter(plan.column)
+        self.step = CountStep(plan.column)
         self._max = max_in_memory
         self._spill_dir = spill_dir
         self._partition_count = partitions_for(size_bytes)
         self._spill: _Spill | None = None
 
-    def add_rows(self, rows: list[list[str]]) -> None:
-        self._counts.update(map(self._value, rows))
+    def add(self, counts: Counter[str]) -> None:
+        self._counts.update(counts)
         if len(self._counts) > self._max:
             self._spill_counts()
 
@@ -417,6 +452,22 @@ def row_selector(plan: Plan) -> Callable[[list[list[str]]], Iterable[bool]]:
     return select
 
 
+class FilterStep:
+    """The rows of a batch that match, as CSV, and how many: made where the batch is parsed.
+    Its answers for values seen are remembered there (row_selector), and not pickled."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self._select = row_selector(plan)
+
+    def __reduce__(self) -> tuple[type[FilterStep], tuple[Plan]]:
+        return FilterStep, (self.plan,)
+
+    def __call__(self, rows: list[list[str]]) -> tuple[str, int]:
+        matched = list(compress(rows, self._select(rows)))
+        return _csv_rows(matched), len(matched)
+
+
 class Filter:
     """The rows that match all (or any) of the conditions, in their order."""
 
@@ -424,17 +475,17 @@ class Filter:
 
     def __init__(self, plan: Plan, spill_dir: Path) -> None:
         self.tally = Tally()
-        self._select = row_selector(plan)
+        self.step = FilterStep(plan)
         self._path = spill_dir / "matches"
         # Written batch by batch while the file is read; closed by result().
         self._file: IO[str] | None = open(self._path, "w", encoding="utf-8",  # noqa: SIM115
                                           newline="")
 
-    def add_rows(self, rows: list[list[str]]) -> None:
+    def add(self, matched: tuple[str, int]) -> None:
         assert self._file is not None
-        matched = list(compress(rows, self._select(rows)))
-        self._file.write(_csv_rows(matched))
-        self.tally.rows_out += len(matched)
+        text, count = matched
+        self._file.write(text)
+        self.tally.rows_out += count
 
     def result(self, header: Sequence[str], tick: Tick) -> Iterator[bytes]:
         assert self._file is not None

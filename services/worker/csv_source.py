@@ -19,9 +19,10 @@ import itertools
 import operator
 import re
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, AnyStr, NamedTuple, Protocol, TypeVar, cast
 
 import charset_normalizer
 
@@ -51,6 +52,9 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
          (codecs.BOM_UTF16_BE, "utf-16"))
 _CONTROL = set(range(0x20)) - {0x09, 0x0A, 0x0D}
 _first = operator.itemgetter(0)
+_TEXT_MARKS = ("\n", "\r", "\r\n", '"')  # what _records_end looks for, in text or in bytes
+_BYTE_MARKS = (b"\n", b"\r", b"\r\n", b'"')
+_T = TypeVar("_T")
 
 # A field cannot outgrow its record, which CsvLines bounds; the csv module's own field limit
 # (128 KiB) would only refuse long fields of records within their bound.
@@ -255,6 +259,9 @@ class _Text:
         self._chunks = (memoryview(chunk)[i : i + _DECODE_BYTES] for chunk in chunks
                         for i in range(0, len(chunk), _DECODE_BYTES))
         self._decoder = codecs.getincrementaldecoder(encoding)("strict")
+        # After the first bytes, utf-8-sig is utf-8: its BOM is only ever the first character.
+        self._plain = "utf-8" if codecs.lookup(encoding).name == "utf-8-sig" else encoding
+        self._raw = b""  # bytes before the chunks, not decoded: given back, or text re-encoded
         self._text = ""
         self._pos = 0
         self._ended = False
@@ -262,7 +269,11 @@ class _Text:
     def _more(self) -> bool:
         """Appends the next piece's text to the text not read yet; False at the end."""
         while not self._ended:
-            piece = next(self._chunks, None)
+            if self._raw:
+                piece: bytes | memoryview | None = self._raw[:_DECODE_BYTES]
+                self._raw = self._raw[_DECODE_BYTES:]
+            else:
+                piece = next(self._chunks, None)
             self._ended = piece is None
             decoded = self._decoder.decode(piece or b"", final=self._ended)
             if decoded:
@@ -270,6 +281,41 @@ class _Text:
                 self._pos = 0
                 return True
         return False
+
+    def push_back(self, text: str) -> None:
+        """Puts `text` before what is not read yet: blocks read ahead and left unparsed."""
+        self._text = text + self._text[self._pos :]
+        self._pos = 0
+
+    def read_bytes(self, size: int) -> bytes:
+        """`size` bytes of the file, not decoded (fewer only at the end): for an encoding in
+        which a line break or a quote is always the one byte, so that blocks can be cut before
+        they are decoded (block_workers). Text decoded but not read comes first, encoded
+        again with what the decoder held back."""
+        self._encode_unread()
+        parts: list[bytes | memoryview] = [self._raw]
+        have = len(self._raw)
+        while have < size and (piece := next(self._chunks, None)) is not None:
+            parts.append(piece)
+            have += len(piece)
+        data = b"".join(parts)
+        self._raw = data[size:]
+        return data[:size]
+
+    def unread_bytes(self, data: bytes) -> None:
+        """Puts bytes before what is not read yet (read_bytes' or blocks left unparsed)."""
+        self._encode_unread()
+        self._raw = data + self._raw
+        self._ended = self._ended and not data
+
+    def _encode_unread(self) -> None:
+        """Text decoded but not read, and what the decoder held back, back to bytes."""
+        held = self._decoder.getstate()[0]
+        if self._pos < len(self._text) or held:
+            self._raw = self._text[self._pos :].encode(self._plain) + held + self._raw
+            self._text, self._pos = "", 0
+            self._decoder = codecs.getincrementaldecoder(self._plain)("strict")
+            self._ended = False
 
     def unread(self, text: str) -> None:
         """Puts back the end of what the last read gave."""
@@ -409,6 +455,44 @@ def record_batches(stream: ByteStream, whole_file_is_utf8: Callable[[], bool],
     """The non-blank records in batches, the header alone in the first. A header over a bound
     rejects the file; a later record over its bound comes rejected, unread, and reading goes on
     at the next line. A caller that detected the dialect already passes it."""
+    def batches(reading: _Reading, header: Record) -> Iterator[Batch]:
+        yield Batch([header.fields], [header.line])
+        yield from _batches(reading.text, reading.lines, reading.reader,
+                            reading.dialect.delimiter)
+
+    return _read(stream, whole_file_is_utf8, limits, dialect, batches)
+
+
+def stepped_blocks(stream: ByteStream, whole_file_is_utf8: Callable[[], bool],
+                   limits: CsvLimits, dialect: Dialect | None,
+                   begin: Callable[[list[str], Dialect], Parser]) -> Iterator[Parsed]:
+    """What a step made of the records after the header, a block at a time, in the file's
+    order. `begin` is given the header and the dialect, and returns the parser that runs the
+    step on each block's well-formed rows (InProcess, or services/worker/block_workers.py);
+    it is closed at the end. Nothing is yielded, and `begin` is not called, for a file of blank
+    lines. Bounds and errors are record_batches'."""
+    def stepped(reading: _Reading, header: Record) -> Iterator[Parsed]:
+        parser = begin(header.fields, reading.dialect)
+        try:
+            yield from _stepped(reading, parser)
+        finally:
+            parser.close()
+
+    return _read(stream, whole_file_is_utf8, limits, dialect, stepped)
+
+
+class _Reading(NamedTuple):
+    text: _Text
+    lines: CsvLines
+    reader: Iterator[list[str]]
+    dialect: Dialect
+
+
+def _read(stream: ByteStream, whole_file_is_utf8: Callable[[], bool], limits: CsvLimits,
+          dialect: Dialect | None, after_header: Callable[[_Reading, Record], Iterator[_T]]
+          ) -> Iterator[_T]:
+    """The file's header, read within its bounds, then `after_header` for the rest; a csv or
+    decoding error rejects the file, naming where."""
     encoding, delimiter = dialect or detect_dialect(stream, whole_file_is_utf8)
     text = _Text(stream.rest(), encoding)
     lines = CsvLines(text, limits.max_header_chars)
@@ -417,9 +501,9 @@ def record_batches(stream: ByteStream, whole_file_is_utf8: Callable[[], bool],
         header = _header(lines, reader, limits)
         if header is None:
             return
-        yield Batch([header.fields], [header.line])
         lines.limit = limits.max_row_chars
-        yield from _batches(text, lines, reader, delimiter)
+        yield from after_header(_Reading(text, lines, reader, Dialect(encoding, delimiter)),
+                                header)
     except csv.Error as exc:
         raise FileRejected(f"line {lines.record_line}: {exc}") from None
     except UnicodeDecodeError as exc:
@@ -478,15 +562,209 @@ def _batches(text: _Text, lines: CsvLines, reader: Iterator[list[str]], delimite
             yield one
 
 
+Block = str | bytes  # of text, or of the file's bytes (Parser.cuts_bytes)
+
+
+def cut_as_bytes(encoding: str) -> bool:
+    """Whether blocks of a file in `encoding` can be cut in its bytes, before they are decoded:
+    a line break and a quote are each one byte, and no other character's bytes hold those
+    (UTF-8 and the single-byte encodings; not UTF-16, nor Shift-JIS or GBK)."""
+    name = codecs.lookup(encoding).name
+    return name in ("utf-8", "utf-8-sig", "ascii") or name.startswith(("cp125", "iso8859-"))
+
+
+class Parsed(NamedTuple):
+    """What a step made of consecutive records: a block's, or one record read alone."""
+
+    records: int  # non-blank records read, malformed ones included
+    malformed: list[Record]  # the records with another field count, or over their bound
+    value: Any  # the step's result for the well-formed rows
+    used_lines: int = 0  # of the block: the lines and characters its whole records take
+    used_chars: int = 0
+
+
+class BlockJob(NamedTuple):
+    """What each block's records go through: parsed with `delimiter`, split into the rows with
+    `columns` fields and the malformed ones, and the rows given to `step`, whose result is
+    Parsed.value. The step is pickled to the processes that parse (block_workers)."""
+
+    delimiter: str
+    columns: int
+    step: Callable[[list[list[str]]], Any]
+
+
+class Parser(Protocol):
+    """Parses groups of blocks, each cut by _block, and gives their results back in the order
+    they were submitted."""
+
+    job: BlockJob
+    blocks_per_group: int
+    cuts_bytes: bool  # blocks are the file's bytes, cut before they are decoded (cut_as_bytes)
+
+    def room(self, in_flight: int) -> bool:
+        """Whether one more group may be submitted while `in_flight` have no results taken."""
+
+    def submit(self, blocks: list[Block], final: bool) -> None:
+        """`final`: the last block is the rest of the text."""
+
+    def take(self) -> list[Parsed | None]:
+        """The results of the oldest group submitted (parse_blocks')."""
+
+    def close(self) -> None: ...
+
+
+def parse_blocks(job: BlockJob, blocks: list[str], final: bool) -> list[Parsed | None]:
+    """The job run on each block, in order, up to and including the first block whose last
+    record is cut off by its end (used_chars short of it), or None for the first that the csv
+    module refuses: the blocks after it were cut assuming it ends in a whole record, so they are
+    left to be read again."""
+    results: list[Parsed | None] = []
+    for index, block in enumerate(blocks):
+        try:
+            batch, used_lines, used_chars = _parse(
+                block, final and index == len(blocks) - 1, 1, job.delimiter)
+        except csv.Error:
+            results.append(None)
+            break
+        rows, malformed = batch.split(job.columns)
+        results.append(Parsed(len(batch.rows), malformed, job.step(rows), used_lines,
+                              used_chars))
+        if used_chars < len(block):
+            break
+    return results
+
+
+class InProcess:
+    """Parses each block in this process, when its result is taken."""
+
+    blocks_per_group = 1
+    cuts_bytes = False
+
+    def __init__(self, job: BlockJob) -> None:
+        self.job = job
+        self._submitted: tuple[list[str], bool] = ([], False)
+
+    def room(self, in_flight: int) -> bool:
+        return in_flight == 0
+
+    def submit(self, blocks: list[Block], final: bool) -> None:
+        self._submitted = (cast(list[str], blocks), final)  # text: cuts_bytes is False
+
+    def take(self) -> list[Parsed | None]:
+        return parse_blocks(self.job, *self._submitted)
+
+    def close(self) -> None:
+        pass
+
+
+def _stepped(reading: _Reading, parser: Parser) -> Iterator[Parsed]:
+    """_batches for a parser that may parse blocks ahead, in other processes: blocks are cut
+    and submitted while the parser has room, each where its quotes say a record ends (_block,
+    or _raw_block for a parser that decodes them itself), and their results taken in order. A
+    result that says otherwise (a record cut off, a csv or decoding error) gives back every
+    block read after it, to be read again in this process: each block's start is then known,
+    not guessed."""
+    text, lines, reader, _ = reading
+    size = min(BLOCK_CHARS, lines.limit)
+    flight: deque[list[Block]] = deque()  # the groups submitted, oldest first
+    alone = final = False  # reading ahead stops at a record no block holds, and at the end
+    while True:
+        while not (alone or final) and parser.room(len(flight)):
+            group: list[Block] = []
+            while len(group) < parser.blocks_per_group and not (alone or final):
+                block, final = (_raw_block if parser.cuts_bytes else _block)(text, size)
+                if block or final:
+                    group.append(block)
+                else:
+                    alone = True
+            if group:
+                parser.submit(group, final)
+                flight.append(group)
+        if not flight:
+            if final:
+                return
+            alone = False
+            if (one := _one_record(lines, reader)) is None:
+                return
+            yield _stepped_batch(one, parser.job)
+            continue
+        blocks = flight.popleft()
+        for index, parsed in enumerate(parser.take()):
+            if parsed is not None:
+                yield _at_line(parsed, lines.lines_read) if parsed.malformed else parsed
+                lines.lines_read += parsed.used_lines
+                if parsed.used_chars == len(blocks[index]):
+                    continue
+            rest = [blocks[index][parsed.used_chars if parsed else 0 :], *blocks[index + 1 :]]
+            while flight:  # their results are not taken: the parser is closed
+                rest += flight.popleft()
+            for block in reversed(rest):
+                if isinstance(block, bytes):
+                    text.unread_bytes(block)
+                else:
+                    text.push_back(block)
+            final = False
+            job = parser.job
+            parser.close()
+            if parsed is None:  # a csv error: read record by record, to name its line
+                while (one := _one_record(lines, reader)) is not None:
+                    yield _stepped_batch(one, job)
+                return
+            alone = parsed.used_lines == 0
+            parser = InProcess(job)
+            break
+
+
+def _at_line(parsed: Parsed, lines_before: int) -> Parsed:
+    """The malformed records of a block parsed from line 1, with the lines they start on."""
+    return parsed._replace(malformed=[
+        record._replace(line=record.line + lines_before) for record in parsed.malformed])
+
+
+def _stepped_batch(batch: Batch, job: BlockJob) -> Parsed:
+    rows, malformed = batch.split(job.columns)
+    return Parsed(len(batch.rows) + bool(batch.skipped), malformed, job.step(rows))
+
+
 def _block(text: _Text, size: int) -> tuple[str, bool]:
-    """At most `size` characters of whole lines (fewer at a \r that may be half of a \r\n),
-    and whether they are the rest of the text. No line break within `size`: an empty block."""
+    """At most `size` characters of whole records, as their quotes tell, and whether they are
+    the rest of the text. The block ends at the last line break after an even number of quotes:
+    in a file quoted as RFC 4180 quotes, that is a record's end, so the block's last record is
+    rarely cut off, and a block can be parsed before the one before it is (a file quoted
+    otherwise is still read right: the parse finds any record cut off, see _parse). No such
+    line break within `size`: an empty block, and the record is read alone."""
     chunk = text.read(size)
     if len(chunk) < size:
         return chunk, True
-    cut = max(chunk.rfind("\n"), chunk.rfind("\r", 0, size - 1)) + 1
+    cut = _records_end(chunk, _TEXT_MARKS)
     text.unread(chunk[cut:])
     return chunk[:cut], False
+
+
+def _raw_block(text: _Text, size: int) -> tuple[bytes, bool]:
+    """_block, cut in the bytes (text.read_bytes): at most `size` characters, as bytes."""
+    chunk = text.read_bytes(size)
+    if len(chunk) < size:
+        return chunk, True
+    cut = _records_end(chunk, _BYTE_MARKS)
+    text.unread_bytes(chunk[cut:])
+    return chunk[:cut], False
+
+
+def _records_end(chunk: AnyStr, marks: tuple[AnyStr, AnyStr, AnyStr, AnyStr]) -> int:
+    """Where the last line break after an even number of quotes ends; 0 if none does."""
+    newline, cr, crlf, quote = marks
+    quotes = chunk.count(quote)
+    end = len(chunk)
+    while True:
+        # A \r that ends the chunk may be the first half of a \r\n: no line break yet.
+        cut = max(chunk.rfind(newline, 0, end), chunk.rfind(cr, 0, min(end, len(chunk) - 1))) + 1
+        if cut == 0:
+            return 0
+        quotes -= chunk.count(quote, cut, end)
+        if quotes % 2 == 0:
+            return cut
+        end = cut - 2 if chunk.startswith(crlf, cut - 2) else cut - 1  # before that break
 
 
 def _lines_of(block: str) -> list[str]:

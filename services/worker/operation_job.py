@@ -25,6 +25,7 @@ from marquee.upload.v1 import upload_pb2, upload_pb2_grpc
 from services.common import jobs
 from services.common.errors import InvalidArgument
 from services.worker import task_claims
+from services.worker.block_workers import Parallelism, ParsingProcessLost
 from services.worker.csv_operations import (
     Dedupe,
     Operation,
@@ -33,16 +34,19 @@ from services.worker.csv_operations import (
     start_operation,
 )
 from services.worker.csv_source import (
-    Batch,
+    BlockJob,
     ByteStream,
     CsvLimits,
+    Dialect,
+    Parsed,
+    Parser,
     is_utf8,
     raw_sample,
-    record_batches,
+    stepped_blocks,
     stored_dialect,
 )
 from services.worker.movie_rows import FileRejected, field_count_reason
-from services.worker.operation_spec import plan, spec_from_message
+from services.worker.operation_spec import OperationSpec, plan, spec_from_message
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,35 @@ class OperationClients:
 
 class ResultRefused(Exception):
     """The upload service would not store the result (the owner's quota): the task fails."""
+
+
+class FileOperation:
+    """An operation run over a file's records: begun with its header (stepped_blocks' `begin`),
+    then given what each block's step made; its blocks are parsed as `parallelism` says."""
+
+    def __init__(self, spec: OperationSpec, size_bytes: int, spill_dir: Path,
+                 parallelism: Parallelism) -> None:
+        self._spec = spec
+        self._size_bytes = size_bytes
+        self._spill_dir = spill_dir
+        self._parallelism = parallelism
+        self.header: list[str] = []
+        self.operation: Operation | None = None
+        self.parser: Parser | None = None
+
+    def begin(self, header: list[str], dialect: Dialect) -> Parser:
+        self.header = header
+        self.operation = start_operation(plan(self._spec, header), header, self._size_bytes,
+                                         self._spill_dir)
+        self.parser = self._parallelism.parser(
+            BlockJob(dialect.delimiter, len(header), self.operation.step), dialect.encoding,
+            self._size_bytes)
+        return self.parser
+
+    def add(self, parsed: Parsed) -> Operation:
+        assert self.operation is not None
+        self.operation.add(parsed.value)
+        return self.operation
 
 
 class OperationRun:
@@ -95,7 +128,7 @@ class OperationRun:
             raise task_claims.Cancelled()
 
     def execute(self, file: upload_pb2.File, operation_message: task_pb2.Operation,
-                limits: CsvLimits, spill_dir: Path) -> upload_pb2.File:
+                limits: CsvLimits, spill_dir: Path, parallelism: Parallelism) -> upload_pb2.File:
         """Reads the file, runs the operation and stores its result; the stored result."""
         def chunks() -> Iterator[bytes]:
             for response in self._clients.uploads.ReadFile(
@@ -103,40 +136,38 @@ class OperationRun:
                 yield response.chunk
 
         stream = ByteStream(chunks())
-        batches = record_batches(stream, lambda: is_utf8(chunks()), limits,
-                                 stored_dialect(file.encoding, file.delimiter))
-        first = next(batches, None)
-        if first is None:
+        run = FileOperation(spec_from_message(operation_message), file.size_bytes, spill_dir,
+                            parallelism)
+        for parsed in stepped_blocks(stream, lambda: is_utf8(chunks()), limits,
+                                     stored_dialect(file.encoding, file.delimiter), run.begin):
+            self._add(run, parsed, stream)
+        operation = run.operation
+        if operation is None:
             raise FileRejected("the file has only blank lines: it has no header")
-        header = first.rows[0]
-        operation = start_operation(plan(spec_from_message(operation_message), header), header,
-                                    file.size_bytes, spill_dir)
-        self._read(batches, len(header), operation, stream)
         self.progress.bytes_processed = file.size_bytes
         # Reported whatever the time since the last report: a cancel asked for while the file
         # was read stops the run before its result is stored (a small file is read whole before
         # the next report would be due, and the run ended done despite the cancel).
         self.tick(operation.tally, now=True)
-        stored = self._store(file, operation.result(header, lambda: self.tick(operation.tally)))
+        stored = self._store(file, operation.result(run.header,
+                                                    lambda: self.tick(operation.tally)))
         self.tick(operation.tally)
         return stored
 
-    def _read(self, batches: Iterator[Batch], columns: int, operation: Operation,
-              stream: ByteStream) -> None:
+    def _add(self, run: FileOperation, parsed: Parsed, stream: ByteStream) -> None:
+        operation = run.add(parsed)
         progress = self.progress
-        for batch in batches:
-            rows, malformed = batch.split(columns)
-            progress.rows_read += len(batch.rows) + bool(batch.skipped)
-            for record in malformed:
-                progress.rows_rejected += 1
-                self.unreported.append(task_pb2.RejectedRow(
-                    line=record.line, raw=raw_sample(record),
-                    reason=record.rejected or field_count_reason(len(record.fields), columns)))
-                if len(self.unreported) >= MAX_ROWS_PER_REPORT:
-                    self.tick(operation.tally)
-            operation.add_rows(rows)
-            progress.bytes_processed = stream.consumed
-            self.tick(operation.tally)
+        progress.rows_read += parsed.records
+        for record in parsed.malformed:
+            progress.rows_rejected += 1
+            self.unreported.append(task_pb2.RejectedRow(
+                line=record.line, raw=raw_sample(record),
+                reason=record.rejected or field_count_reason(len(record.fields),
+                                                             len(run.header))))
+            if len(self.unreported) >= MAX_ROWS_PER_REPORT:
+                self.tick(operation.tally)
+        progress.bytes_processed = stream.consumed
+        self.tick(operation.tally)
 
     def _store(self, file: upload_pb2.File, data: Iterator[bytes]) -> upload_pb2.File:
         def requests() -> Iterator[upload_pb2.StoreResultRequest]:
@@ -156,17 +187,19 @@ class OperationRun:
 
 
 def run_operation(clients: OperationClients, task_id: str, worker_id: str, limits: CsvLimits,
-                  spill_root: str, max_attempts: int = task_claims.MAX_ATTEMPTS) -> str:
+                  spill_root: str, parallelism: Parallelism,
+                  max_attempts: int = task_claims.MAX_ATTEMPTS) -> str:
     """Runs the job for one task; returns the status it ended with ('skipped' when another
     worker holds the task or it already ended). Transient errors are retried with backoff,
     each attempt from the start."""
     return task_claims.with_retries(
-        lambda _: _attempt(clients, task_id, worker_id, limits, spill_root), clients.tasks,
+        lambda _: _attempt(clients, task_id, worker_id, limits, spill_root, parallelism),
+        clients.tasks,
         task_id, worker_id, again="running the operation again", max_attempts=max_attempts)
 
 
 def _attempt(clients: OperationClients, task_id: str, worker_id: str, limits: CsvLimits,
-             spill_root: str) -> str:
+             spill_root: str, parallelism: Parallelism) -> str:
     claim = task_claims.claim(clients.tasks, task_id, worker_id, jobs.OPERATION_KINDS)
     if isinstance(claim, str):
         return claim
@@ -180,8 +213,8 @@ def _attempt(clients: OperationClients, task_id: str, worker_id: str, limits: Cs
         log.info("operation started", extra={"task_id": task_id, "kind": claim.task.kind,
                                              "bytes": file.size_bytes})
         with tempfile.TemporaryDirectory(prefix="marquee-op-", dir=spill_root or None) as spill:
-            stored = run.execute(file, claim.task.operation, limits, Path(spill))
-    except (FileRejected, InvalidArgument, ResultRefused) as exc:
+            stored = run.execute(file, claim.task.operation, limits, Path(spill), parallelism)
+    except (FileRejected, InvalidArgument, ResultRefused, ParsingProcessLost) as exc:
         status, error = "failed", str(exc)
     except task_claims.Cancelled:
         status = "cancelled"

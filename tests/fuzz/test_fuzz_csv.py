@@ -7,10 +7,12 @@ from __future__ import annotations
 import csv
 import gc
 import io
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -126,6 +128,82 @@ def test_the_text_reads_and_splits_lines_as_textiowrapper_without_translation(
             assert ours.readline(n) == theirs.readline(n)
         else:
             assert ours.read(n) == theirs.read(n)
+
+
+@FUZZ
+@given(CSV_TEXT, CHUNK, STEPS)
+def test_text_and_bytes_read_in_turns_give_the_file_once_in_order(
+        text: str, size: int, steps: list[tuple[bool, int, int]]) -> None:
+    """Reading raw bytes after text encodes the text decoded but not read back first, and
+    bytes given back are decoded before what follows: in any order, nothing is lost."""
+    data = text.encode()
+    ours = csv_source._Text(_chunks(data, size), "utf-8")
+    got = b""
+    for as_bytes, n, _ in steps:
+        if as_bytes:
+            piece = ours.read_bytes(n)
+            # What follows the last line break is given back, as _raw_block gives it back: a
+            # block ends at a line break, never inside a character.
+            kept = piece[: max(piece.rfind(b"\n"), piece.rfind(b"\r")) + 1]
+            ours.unread_bytes(piece[len(kept) :])
+            got += kept
+        else:
+            got += ours.read(n).encode()
+    assert got + ours.read(len(text) + 1).encode() == data
+
+
+@FUZZ
+@given(CSV_TEXT, st.integers(1, 80))
+def test_a_block_ends_after_a_line_break_with_its_quotes_even_in_text_and_in_bytes(
+        text: str, size: int) -> None:
+    """_records_end: where the last line break after an even number of quotes ends, or 0; the
+    same place whether the block is cut as text or as its bytes (UTF-8)."""
+    chunk = text[:size]
+    cut = csv_source._records_end(chunk, csv_source._TEXT_MARKS)
+    assert cut == len(chunk[:cut].encode()) if chunk.isascii() else True
+    assert csv_source._records_end(chunk.encode(), csv_source._BYTE_MARKS) \
+        == len(chunk[:cut].encode())
+    breaks = [m.end() for m in csv_source._LINE_END.finditer(chunk)
+              if not (m.group() == "\r" and m.end() == len(chunk))
+              and chunk[: m.end()].count('"') % 2 == 0]
+    assert cut == (breaks[-1] if breaks else 0)
+
+
+@FUZZ
+@given(CSV_TEXT, st.sampled_from([1, 3, 8, 64, 1 << 16]))
+def test_stepped_blocks_read_what_record_batches_read(text: str, block: int) -> None:
+    """The operations' reader (stepped_blocks, in this process) gives the records, the
+    malformed ones with their lines, and nothing else, that the imports' reader gives."""
+    data = text.encode()
+    original = csv_source.BLOCK_CHARS
+    csv_source.BLOCK_CHARS = block
+    try:
+        expected = _split(_read(data, 7, SMALL))
+        parsed = list(csv_source.stepped_blocks(
+            ByteStream(_chunks(data, 7)), lambda: True, SMALL, None,
+            lambda header, dialect: csv_source.InProcess(
+                csv_source.BlockJob(dialect.delimiter, len(header), list))))
+    except FileRejected as exc:
+        with pytest.raises(FileRejected, match=re.escape(str(exc))):
+            _read(data, 7, SMALL)
+        return
+    finally:
+        csv_source.BLOCK_CHARS = original
+    rows = [row for p in parsed for row in p.value]
+    malformed = [(r.line, r.fields, r.rejected) for p in parsed for r in p.malformed]
+    assert (rows, malformed) == expected[1:]
+    assert sum(p.records for p in parsed) == expected[0]
+
+
+def _split(found: list[Record]) -> tuple[int, list[list[str]], list[tuple[int, list[str], str]]]:
+    """The records after the header: how many, those with the header's field count, the rest."""
+    if not found:
+        return 0, [], []
+    columns = len(found[0].fields)
+    rest = found[1:]
+    return (len(rest), [r.fields for r in rest if not r.rejected and len(r.fields) == columns],
+            [(r.line, r.fields, r.rejected) for r in rest
+             if r.rejected or len(r.fields) != columns])
 
 
 @FUZZ

@@ -99,6 +99,9 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                          "FILE_RETENTION_SECONDS": str(RETENTION_SECONDS),
                          "UPLOAD_ORPHAN_GRACE_SECONDS": str(ORPHAN_GRACE_SECONDS),
                          "WORKER_CONCURRENCY": "2",
+                         # Every operation's blocks are parsed by processes of its own, whatever
+                         # the file's size, as only big files' are by default.
+                         "OPERATION_PARALLEL_MIN_BYTES": "0",
                          # The gateway's limits (test_abuse_gateway). Its tests claim other client
                          # addresses through X-Forwarded-For, so one trusted hop. The rate limits
                          # sit well above what the rest of the suite sends in a minute to the

@@ -11,6 +11,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,8 @@ def _run(data: bytes, spec: OperationSpec, tmp_path: Path, *, size: int | None =
     else:
         op = start_operation(checked, header, size or len(data), tmp_path)
     for at in range(0, len(rows), 3):  # in batches, as the reader gives them
-        op.add_rows(rows[at : at + 3])
+        stepped: Any = op.step(rows[at : at + 3])  # as a parsing process makes it
+        op.add(stepped)
     out = b"".join(op.result(header, lambda: None))
     assert list(tmp_path.iterdir()) == []  # every spill file is gone
     return out, op.tally

@@ -12,6 +12,7 @@ import pytest
 from marquee.task.v1 import task_pb2
 from marquee.upload.v1 import upload_pb2
 from services.common import jobs
+from services.worker.block_workers import Parallelism
 from services.worker.csv_source import CsvLimits
 from services.worker.operation_job import OperationClients, run_operation
 
@@ -66,7 +67,8 @@ class _Uploads:
 def _run(uploads: _Uploads) -> task_pb2.FinishTaskRequest:
     tasks = _Tasks()
     clients = OperationClients(tasks=tasks, uploads=uploads)  # type: ignore[arg-type]
-    assert run_operation(clients, "t1", "w1", LIMITS, spill_root="") == "done"
+    assert run_operation(clients, "t1", "w1", LIMITS, spill_root="",
+                         parallelism=Parallelism(1, 0)) == "done"
     (finish,) = tasks.finished
     return finish
 
