@@ -166,7 +166,7 @@ class Settings:
             csv_max_columns=_int("CSV_MAX_COLUMNS", 256),
             csv_ops_spill_dir=env("CSV_OPS_SPILL_DIR", ""),
             operation_processes=_int("OPERATION_PROCESSES", 2),
-            operation_parallel_min_bytes=_int("OPERATION_PARALLEL_MIN_BYTES", 16 << 20),
+            operation_parallel_min_bytes=_int("OPERATION_PARALLEL_MIN_BYTES", 512 << 20),
             task_lease_seconds=_int("TASK_LEASE_SECONDS", 60),
             task_streams_per_user=_int("TASK_STREAMS_PER_USER", 8),
             task_streams_total=_int("TASK_STREAMS_TOTAL", 32),

@@ -50,8 +50,9 @@ _EXIT_SECONDS = 5
 
 class Parallelism(NamedTuple):
     """How many processes parse an operation's blocks (OPERATION_PROCESSES; 1: the job's own),
-    for a file of at least `min_bytes` (OPERATION_PARALLEL_MIN_BYTES): below ~16 MiB, starting
-    them (~0.3 s of CPU each) costs more than they save."""
+    for a file of at least `min_bytes` (OPERATION_PARALLEL_MIN_BYTES, 512 MiB). Each costs
+    ~0.3 s of CPU to start and holds ~50 MB: on a 100 MiB file, two took as long as the job's
+    own process alone, with twice the CPU and three times the memory (BENCHMARKS.md)."""
 
     processes: int
     min_bytes: int
@@ -117,6 +118,7 @@ class BlockWorkers:
     """A csv_source.Parser whose blocks are parsed by `processes` child processes."""
 
     blocks_per_group = GROUP_BLOCKS
+    reads_ahead = True
 
     def __init__(self, job: BlockJob, encoding: str, processes: int) -> None:
         self.job = job

@@ -600,6 +600,7 @@ class Parser(Protocol):
     job: BlockJob
     blocks_per_group: int
     cuts_bytes: bool  # blocks are the file's bytes, cut before they are decoded (cut_as_bytes)
+    reads_ahead: bool  # blocks are cut before the ones before them are parsed
 
     def room(self, in_flight: int) -> bool:
         """Whether one more group may be submitted while `in_flight` have no results taken."""
@@ -638,7 +639,7 @@ class InProcess:
     """Parses each block in this process, when its result is taken."""
 
     blocks_per_group = 1
-    cuts_bytes = False
+    cuts_bytes = reads_ahead = False
 
     def __init__(self, job: BlockJob) -> None:
         self.job = job
@@ -659,8 +660,9 @@ class InProcess:
 
 def _stepped(reading: _Reading, parser: Parser) -> Iterator[Parsed]:
     """_batches for a parser that may parse blocks ahead, in other processes: blocks are cut
-    and submitted while the parser has room, each where its quotes say a record ends (_block,
-    or _raw_block for a parser that decodes them itself), and their results taken in order. A
+    and submitted while the parser has room, each where its quotes say a record ends (_block
+    by quotes, or _raw_block for a parser that decodes them itself), and their results taken
+    in order. A
     result that says otherwise (a record cut off, a csv or decoding error) gives back every
     block read after it, to be read again in this process: each block's start is then known,
     not guessed."""
@@ -672,7 +674,8 @@ def _stepped(reading: _Reading, parser: Parser) -> Iterator[Parsed]:
         while not (alone or final) and parser.room(len(flight)):
             group: list[Block] = []
             while len(group) < parser.blocks_per_group and not (alone or final):
-                block, final = (_raw_block if parser.cuts_bytes else _block)(text, size)
+                block, final = (_raw_block(text, size) if parser.cuts_bytes
+                                else _block(text, size, parser.reads_ahead))
                 if block or final:
                     group.append(block)
                 else:
@@ -726,41 +729,44 @@ def _stepped_batch(batch: Batch, job: BlockJob) -> Parsed:
     return Parsed(len(batch.rows) + bool(batch.skipped), malformed, job.step(rows))
 
 
-def _block(text: _Text, size: int) -> tuple[str, bool]:
-    """At most `size` characters of whole records, as their quotes tell, and whether they are
-    the rest of the text. The block ends at the last line break after an even number of quotes:
-    in a file quoted as RFC 4180 quotes, that is a record's end, so the block's last record is
-    rarely cut off, and a block can be parsed before the one before it is (a file quoted
-    otherwise is still read right: the parse finds any record cut off, see _parse). No such
-    line break within `size`: an empty block, and the record is read alone."""
-    chunk = text.read(size)
-    if len(chunk) < size:
-        return chunk, True
-    cut = _records_end(chunk, _TEXT_MARKS)
-    text.unread(chunk[cut:])
-    return chunk[:cut], False
+def _block(text: _Text, size: int, by_quotes: bool = False) -> tuple[str, bool]:
+    """At most `size` characters of whole lines, and whether they are the rest of the text. A
+    record cut off by the block's end is found by the parse and read again (_parse). No line
+    break within `size`: an empty block, and the record is read alone.
+
+    `by_quotes`, for blocks cut before the ones before them are parsed (block_workers): the
+    block ends at the last line break after an even number of quotes. In a file quoted as RFC
+    4180 quotes, that is a record's end, so a block's start is known before the block before it
+    is parsed (a file quoted otherwise is still read right, see _stepped). Counting the quotes
+    costs more than re-reading the records cut off, so a parse in order does without it."""
+    return _cut(text.read(size), size, _TEXT_MARKS, text.unread, by_quotes)
 
 
 def _raw_block(text: _Text, size: int) -> tuple[bytes, bool]:
-    """_block, cut in the bytes (text.read_bytes): at most `size` characters, as bytes."""
-    chunk = text.read_bytes(size)
+    """_block by quotes, cut in the bytes (text.read_bytes): at most `size` characters."""
+    return _cut(text.read_bytes(size), size, _BYTE_MARKS, text.unread_bytes, True)
+
+
+def _cut(chunk: AnyStr, size: int, marks: tuple[AnyStr, AnyStr, AnyStr, AnyStr],
+         unread: Callable[[AnyStr], None], by_quotes: bool) -> tuple[AnyStr, bool]:
     if len(chunk) < size:
         return chunk, True
-    cut = _records_end(chunk, _BYTE_MARKS)
-    text.unread_bytes(chunk[cut:])
+    cut = _records_end(chunk, marks, by_quotes)
+    unread(chunk[cut:])
     return chunk[:cut], False
 
 
-def _records_end(chunk: AnyStr, marks: tuple[AnyStr, AnyStr, AnyStr, AnyStr]) -> int:
-    """Where the last line break after an even number of quotes ends; 0 if none does."""
+def _records_end(chunk: AnyStr, marks: tuple[AnyStr, AnyStr, AnyStr, AnyStr],
+                 by_quotes: bool = True) -> int:
+    """Where the last line break (after an even number of quotes) ends; 0 if none does."""
     newline, cr, crlf, quote = marks
-    quotes = chunk.count(quote)
+    quotes = chunk.count(quote) if by_quotes else 0
     end = len(chunk)
     while True:
         # A \r that ends the chunk may be the first half of a \r\n: no line break yet.
         cut = max(chunk.rfind(newline, 0, end), chunk.rfind(cr, 0, min(end, len(chunk) - 1))) + 1
-        if cut == 0:
-            return 0
+        if cut == 0 or not by_quotes:
+            return cut
         quotes -= chunk.count(quote, cut, end)
         if quotes % 2 == 0:
             return cut
