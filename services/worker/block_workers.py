@@ -2,15 +2,17 @@
 
 csv.reader's C loop holds the GIL, so one process parses at pandas' speed at best. An operation
 on a big file shares its blocks out to OPERATION_PROCESSES processes: the job's own process
-reads, decodes and cuts the blocks, and adds up what each block's step returned; the processes
-parse them and run the step (services/worker/csv_source.py, stepped_blocks). Results come back
-in the order the blocks were sent: each process is sent every n-th group and answers in turn.
+reads and cuts the blocks (in the file's bytes, for UTF-8 and one-byte encodings, so it never
+decodes them) and adds up what each block's step returned; the processes decode and parse them
+and run the step (services/worker/csv_source.py, stepped_blocks). Results come back in the
+order the blocks were sent: each process is sent every n-th group and answers in turn.
 
 Each process is `python -m services.worker.block_workers`, started with subprocess: Celery's
-pool processes are daemons, which multiprocessing does not let start children. Messages are
-pickled, each after its size, over the child's stdin and stdout, between two processes of one
-job. A thread of the child reads its stdin, so the parent never waits to send a group while
-the child waits for its last result to be read; the parent sends at most DEPTH groups ahead.
+pool processes are daemons, which multiprocessing does not let start children. Over its stdin
+and stdout, between two processes of one job, messages are pickled, each after its size; a
+group of blocks is its sizes, then the blocks' bytes as they are. A thread of the child reads
+its stdin, so the parent never waits to send a group while the child waits for its last result
+to be read; the parent sends at most DEPTH groups ahead to each.
 """
 
 from __future__ import annotations

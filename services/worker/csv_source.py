@@ -8,6 +8,9 @@ Rows are parsed a block of text at a time (BLOCK_CHARS, never more than the row 
 record that starts and ends inside a block is within its bound, so the csv module reads the
 block straight through, with no Python code per line. A record that a block cannot hold whole
 is read line by line by CsvLines, which bounds it as it goes; so is the header.
+
+The operations read the same blocks through stepped_blocks, which gives each block's rows to
+the operation's step, in this process or in others (services/worker/block_workers.py).
 """
 
 from __future__ import annotations
@@ -662,10 +665,9 @@ def _stepped(reading: _Reading, parser: Parser) -> Iterator[Parsed]:
     """_batches for a parser that may parse blocks ahead, in other processes: blocks are cut
     and submitted while the parser has room, each where its quotes say a record ends (_block
     by quotes, or _raw_block for a parser that decodes them itself), and their results taken
-    in order. A
-    result that says otherwise (a record cut off, a csv or decoding error) gives back every
-    block read after it, to be read again in this process: each block's start is then known,
-    not guessed."""
+    in order. A result that says otherwise (a record cut off, a csv or decoding error) gives
+    back every block read after it, to be read again in this process: each block's start is
+    then known, not guessed."""
     text, lines, reader, _ = reading
     size = min(BLOCK_CHARS, lines.limit)
     flight: deque[list[Block]] = deque()  # the groups submitted, oldest first
@@ -709,7 +711,7 @@ def _stepped(reading: _Reading, parser: Parser) -> Iterator[Parsed]:
             final = False
             job = parser.job
             parser.close()
-            if parsed is None:  # a csv error: read record by record, to name its line
+            if parsed is None:  # a csv or decoding error: read record by record, to name it
                 while (one := _one_record(lines, reader)) is not None:
                     yield _stepped_batch(one, job)
                 return
