@@ -53,8 +53,8 @@ _EXIT_SECONDS = 5
 class Parallelism(NamedTuple):
     """How many processes parse an operation's blocks (OPERATION_PROCESSES; 1: the job's own),
     for a file of at least `min_bytes` (OPERATION_PARALLEL_MIN_BYTES, 512 MiB). Each costs
-    ~0.3 s of CPU to start and holds ~50 MB: on a 100 MiB file, two took as long as the job's
-    own process alone, with twice the CPU and three times the memory (BENCHMARKS.md)."""
+    ~0.2 s of CPU to start and holds ~30 MB: on a 100 MiB file, two took as long as the job's
+    own process alone, with twice the CPU and twice the memory (BENCHMARKS.md)."""
 
     processes: int
     min_bytes: int

@@ -2,13 +2,15 @@
 Pure logic over parsed rows (lists of field values, as services/worker/csv_source.py reads
 them), so values compare as parsed: a row quoted differently is the same row.
 
-Rows come in batches (services/worker/csv_source.py's Batch), and each operation works on a
-batch with C-level steps (map, compress, Counter.update, marshal, str.join) rather than Python
-code per row: the csv module's parsing is then most of an operation's time.
+Rows come in batches, a block of the file each. What an operation does with one batch is its
+step (services/worker/row_steps.py), run where the batch is parsed (in this process, or in the
+processes that parse the blocks of a big file); the operation adds the steps' results up in
+the file's order. The steps work with C-level calls (map, compress, Counter, marshal, str.join)
+rather than Python code per row: the csv module's parsing is then most of an operation's time.
 
 Memory stays bounded whatever the file's size, and results are exact:
 - dedupe spills the rows, and each row's key (its values in the key columns, marshalled) with
-  the row's number to one of P partition files chosen by the key's hash, so equal keys meet in
+  the row's number to one of P partition files chosen by the key's CRC-32, so equal keys meet in
   one partition. Each partition is then read alone into a dict from key to its first row, which
   marks the first occurrences in a bytearray of one byte per row. The rows are read back in
   their order and the marked ones written: first occurrences, in the original order. P grows
@@ -25,15 +27,10 @@ than pickle for lists of strings.
 
 from __future__ import annotations
 
-import csv
 import heapq
-import io
 import json
 import marshal
 import math
-import operator
-import re
-import zlib
 from bisect import bisect_right
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -45,10 +42,9 @@ from typing import IO, Any
 from services.worker.operation_spec import (
     DEDUPE,
     UNIQUE,
-    VALUELESS_OPS,
     Plan,
-    ResolvedCondition,
 )
+from services.worker.row_steps import SPILL_VERSION, CountStep, DedupeStep, FilterStep, csv_rows
 
 CSV_TYPE = "text/csv; charset=utf-8"
 JSON_TYPE = "application/json"
@@ -58,13 +54,9 @@ MAX_PARTITIONS = 512
 MAX_VALUES_IN_MEMORY = 200_000
 OUT_CHUNK = 1 << 20
 SPILL_BUFFER = 32 << 10
-SPILL_VERSION = 2  # marshal's: no back-references (version 3 on shares equal objects)
 _SIZE_BYTES = 8
 # Keys held before they go to their partitions: in bigger writes, one per partition.
 KEYS_BUFFERED = 8192
-# What filter remembers of its answers for a column's values: how many values, and characters.
-ANSWERS_KEPT = 65536
-ANSWER_CHARS_KEPT = 4 << 20
 
 
 @dataclass
@@ -122,28 +114,7 @@ class _Spill:
 
 def _csv_line(fields: Sequence[str]) -> str:
     """One row as comma-delimited CSV (RFC 4180: CRLF, quotes only where needed)."""
-    return _csv_rows([list(fields)])
-
-
-def _csv_field(value: str) -> str:
-    if '"' in value:
-        return '"' + value.replace('"', '""') + '"'
-    if "," in value or "\n" in value or "\r" in value:
-        return '"' + value + '"'
-    return value
-
-
-def _csv_rows(rows: Iterable[list[str]]) -> str:
-    """The rows as csv.writer writes them (comma, quotes only around a comma, quote or line
-    break, quotes doubled, CRLF), in under half its time: its C loop copies every character
-    into a buffer of its own, where str.join and `in` work on whole strings. A row of one
-    empty field, which csv.writer quotes, is left to csv.writer."""
-    rows = list(rows)
-    if 1 in map(len, rows):
-        out = io.StringIO()
-        csv.writer(out).writerows(rows)
-        return out.getvalue()
-    return "".join([",".join(map(_csv_field, row)) + "\r\n" for row in rows])
+    return csv_rows([list(fields)])
 
 
 def _encoded(texts: Iterable[str]) -> Iterator[bytes]:
@@ -157,24 +128,6 @@ def _encoded(texts: Iterable[str]) -> Iterator[bytes]:
             yield "".join(parts).encode()
             parts, size = [], 0
     yield "".join(parts).encode()
-
-
-class DedupeStep:
-    """What dedupe needs of a batch, made where the batch is parsed: each row's key, the rows
-    as spilled (None when the keys are the rows), and the partition of each key. The partition
-    is the key's CRC-32, which every process computes alike (hash() is salted per process)."""
-
-    def __init__(self, key: tuple[int, ...], whole_row: bool, partitions: int) -> None:
-        self.key = key
-        self.whole_row = whole_row
-        self.partitions = partitions
-
-    def __call__(self, rows: list[list[str]]) -> tuple[list[bytes], bytes | None, list[int]]:
-        keyed = rows if self.whole_row else map(operator.itemgetter(*self.key), rows)
-        keys = list(map(marshal.dumps, keyed, repeat(SPILL_VERSION)))
-        parts = (list(map(operator.mod, map(zlib.crc32, keys), repeat(self.partitions)))
-                 if self.partitions > 1 else [])
-        return keys, None if self.whole_row else marshal.dumps(rows, SPILL_VERSION), parts
 
 
 class Dedupe:
@@ -265,7 +218,7 @@ class Dedupe:
             at += len(rows)
             self.tally.rows_out += marks.count(1)
             kept = compress(rows, marks)
-            yield _csv_rows(map(marshal.loads, kept) if self.step.whole_row else kept)
+            yield csv_rows(map(marshal.loads, kept) if self.step.whole_row else kept)
             tick()
         self._rows.remove(0)
 
@@ -274,16 +227,6 @@ def _entries(chunks: Iterable[list[Any]]) -> Iterator[tuple[Any, ...]]:
     """The entries of a spill written a list at a time (marshal gives tuples back as tuples)."""
     for chunk in chunks:
         yield from chunk
-
-
-class CountStep:
-    """The values of one column of a batch, counted where the batch is parsed."""
-
-    def __init__(self, column: int) -> None:
-        self.column = column
-
-    def __call__(self, rows: list[list[str]]) -> Counter[str]:
-        return Counter(map(operator.itemgetter(self.column), rows))
 
 
 class UniqueValues:
@@ -376,98 +319,6 @@ class UniqueValues:
         yield "".join(parts).encode()
 
 
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_INTEGER = re.compile(r"[+-]?\d+")
-
-
-def as_number(text: str) -> int | float | None:
-    """The number a value writes, or None: decimal notation with an optional sign, fraction
-    and exponent, spaces around it allowed. Integers stay exact (Python compares int and float
-    exactly); no nan, inf or digit separators."""
-    stripped = text.strip()
-    if _INTEGER.fullmatch(stripped):
-        return int(stripped)
-    if _NUMBER.fullmatch(stripped):
-        return float(stripped)
-    return None
-
-
-_ORDER = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le,
-          "eq": operator.eq, "ne": operator.ne}
-
-
-Answers = Callable[[list[str]], Iterable[bool]]  # a condition on each value of a column
-
-
-def _answers(condition: ResolvedCondition) -> Answers:
-    op, value = condition.op, condition.value
-    if op == "contains":
-        return lambda values: map(str.__contains__, values, repeat(value))
-    if op == "startswith":
-        return lambda values: map(str.startswith, values, repeat(value))
-    if op in VALUELESS_OPS:
-        wanted = op == "empty"
-        return _remembered(lambda field: (not field.strip()) == wanted)
-    compare = _ORDER[op]
-    number = as_number(value)
-    if number is None:  # the condition's side is text, so every comparison is
-        return _remembered(lambda field: bool(compare(field, value)))
-
-    def compared(field: str) -> bool:
-        mine = as_number(field)
-        return bool(compare(field, value) if mine is None else compare(mine, number))
-
-    return _remembered(compared)
-
-
-def _remembered(answer: Callable[[str], bool]) -> Answers:
-    """`answer` for each value, worked out once per distinct value: a column repeats its values
-    (a rating, a year), and a dict lookup costs less than reading a number. What is remembered
-    is bounded (ANSWERS_KEPT values, ANSWER_CHARS_KEPT characters); past that it starts over."""
-    known: dict[str, bool] = {}
-    chars = 0
-
-    def answers(values: list[str]) -> Iterable[bool]:
-        nonlocal chars
-        new = set(values).difference(known)
-        if len(known) + len(new) > ANSWERS_KEPT or chars + sum(map(len, new)) > ANSWER_CHARS_KEPT:
-            known.clear()
-            new, chars = set(values), 0
-        known.update(zip(new, map(answer, new), strict=True))
-        chars += sum(map(len, new))
-        return map(known.__getitem__, values)
-
-    return answers
-
-
-def row_selector(plan: Plan) -> Callable[[list[list[str]]], Iterable[bool]]:
-    """Whether each row of a batch matches all (or any) of the plan's conditions."""
-    conditions = [(operator.itemgetter(c.index), _answers(c)) for c in plan.conditions]
-    combine = all if plan.match_all else any
-
-    def select(rows: list[list[str]]) -> Iterable[bool]:
-        columns = [answers(list(map(column, rows))) for column, answers in conditions]
-        return columns[0] if len(columns) == 1 else map(combine, zip(*columns, strict=True))
-
-    return select
-
-
-class FilterStep:
-    """The rows of a batch that match, as CSV, and how many: made where the batch is parsed.
-    Its answers for values seen are remembered there (row_selector), and not pickled."""
-
-    def __init__(self, plan: Plan) -> None:
-        self.plan = plan
-        self._select = row_selector(plan)
-
-    def __reduce__(self) -> tuple[type[FilterStep], tuple[Plan]]:
-        return FilterStep, (self.plan,)
-
-    def __call__(self, rows: list[list[str]]) -> tuple[str, int]:
-        matched = list(compress(rows, self._select(rows)))
-        return _csv_rows(matched), len(matched)
-
-
 class Filter:
     """The rows that match all (or any) of the conditions, in their order."""
 
@@ -475,7 +326,7 @@ class Filter:
 
     def __init__(self, plan: Plan, spill_dir: Path) -> None:
         self.tally = Tally()
-        self.step = FilterStep(plan)
+        self.step = FilterStep(plan.conditions, plan.match_all)
         self._path = spill_dir / "matches"
         # Written batch by batch while the file is read; closed by result().
         self._file: IO[str] | None = open(self._path, "w", encoding="utf-8",  # noqa: SIM115

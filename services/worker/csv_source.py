@@ -27,8 +27,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AnyStr, NamedTuple, Protocol, TypeVar, cast
 
-import charset_normalizer
-
 from services.worker.movie_rows import FileRejected
 
 if TYPE_CHECKING:
@@ -230,6 +228,9 @@ def choose_encoding(sample: bytes, whole_file_is_utf8: Callable[[], bool]) -> st
         return "cp1252"
     except UnicodeDecodeError:
         pass
+    # Imported here: the processes that parse blocks (block_workers) never detect an encoding.
+    import charset_normalizer
+
     best = charset_normalizer.from_bytes(sample).best()
     if best is None or best.encoding in ("ascii", "utf_8"):
         raise FileRejected("the text is not UTF-8 and its encoding could not be recognised: "

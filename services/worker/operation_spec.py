@@ -14,9 +14,9 @@ from marquee.task.v1 import task_pb2
 from services.common.errors import InvalidArgument
 from services.common.jobs import DEDUPE, FILTER, UNIQUE
 from services.common.jobs import OPERATION_KINDS as OPERATIONS
+from services.worker.row_steps import VALUELESS_OPS, ResolvedCondition
 
 OPS = ("eq", "ne", "contains", "startswith", "gt", "gte", "lt", "lte", "empty", "not_empty")
-VALUELESS_OPS = ("empty", "not_empty")
 MATCHES = ("all", "any")
 MAX_CONDITIONS = 32
 MAX_NAME_CHARS = 1024
@@ -40,13 +40,6 @@ class OperationSpec:
     column: str = ""  # unique
     conditions: tuple[Condition, ...] = ()  # filter
     match: str = ""  # filter: all (the default) or any
-
-
-@dataclass(frozen=True)
-class ResolvedCondition:
-    index: int
-    op: str
-    value: str
 
 
 @dataclass(frozen=True)

@@ -16,17 +16,17 @@ from typing import Any
 import pytest
 
 from services.common.errors import InvalidArgument
-from services.worker import csv_operations
+from services.worker import row_steps
 from services.worker.csv_operations import (
     Operation,
     Tally,
     UniqueValues,
-    as_number,
     partitions_for,
     start_operation,
 )
 from services.worker.csv_source import ByteStream, CsvLimits, detect_dialect, is_utf8, records
 from services.worker.operation_spec import Condition, OperationSpec, column_index, plan
+from services.worker.row_steps import as_number
 
 LIMITS = CsvLimits(max_row_chars=1 << 20, max_header_chars=1 << 16, max_columns=256)
 
@@ -174,8 +174,8 @@ def test_filter(tmp_path: Path, conditions: list[tuple[str, str, str]], match: s
 
 def test_filter_answers_alike_when_it_remembers_next_to_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(csv_operations, "ANSWERS_KEPT", 1)
-    monkeypatch.setattr(csv_operations, "ANSWER_CHARS_KEPT", 1)
+    monkeypatch.setattr(row_steps, "ANSWERS_KEPT", 1)
+    monkeypatch.setattr(row_steps, "ANSWER_CHARS_KEPT", 1)
     spec = OperationSpec("filter", conditions=(Condition("score", "gte", "7.5"),
                                                Condition("lang", "ne", "en")))
     out, _ = _run(NUMBERS, spec, tmp_path)
@@ -190,7 +190,7 @@ def test_filter_answers_alike_when_it_remembers_next_to_nothing(
 def test_results_are_written_as_csv_writer_writes_them(rows: list[list[str]]) -> None:
     out = io.StringIO()
     csv.writer(out).writerows(rows)
-    assert csv_operations._csv_rows(rows) == out.getvalue()
+    assert row_steps.csv_rows(rows) == out.getvalue()
 
 
 def test_numbers() -> None:
